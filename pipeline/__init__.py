@@ -1,0 +1,1 @@
+"""Topology-guided knowledge distillation (TGD, TPKD) as a reproducible DVC pipeline."""
