@@ -1,0 +1,128 @@
+"""Decode folders of image files into one uint8 (N,H,W,C) array.
+
+Shared by the file-based image sets (imagefolder, cinic10, tinyimagenet). Rules:
+grey images give C=1, everything else is converted to RGB (palette, RGBA: alpha dropped,
+CMYK...); if a set mixes grey and colour, all images become RGB. All images must have one
+size. Corrupt files fail, or are skipped and listed when ``skip_corrupt`` is true.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg")
+GREY_MODES = ("L", "1", "LA", "I", "I;16", "F")
+
+# Measured on 2 cores, 32x32 JPEGs: serial ~6k images/s; processes help once the
+# pool start-up (~1 s) is amortised, threads do not (decode of tiny images holds the GIL).
+PARALLEL_MIN = 8000
+BLOCK = 4000  # one task per block of thousands (one task per image is slower than serial)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of one folder (not recursive), sorted by name, hidden files ignored."""
+    return sorted(
+        folder / f
+        for f in os.listdir(folder)
+        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTS)
+    )
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _decode(path: Path) -> np.ndarray | str:
+    """(H,W) grey or (H,W,3) RGB array, or an error string for a corrupt file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode != "L" and im.mode != "RGB":
+                im = im.convert("L" if im.mode in GREY_MODES else "RGB")
+            return np.asarray(im, dtype=np.uint8)
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
+        return f"{type(e).__name__}: {e}"
+
+
+def _decode_block(paths: list[Path]) -> list[np.ndarray | str]:
+    return [_decode(p) for p in paths]
+
+
+def decode_images(paths: list[Path], skip_corrupt: bool = False, desc: str = "decode"):
+    """Decode ``paths`` -> (x uint8 (N,H,W,C), kept mask bool (len(paths),), skipped names)."""
+    blocks = [paths[i : i + BLOCK] for i in range(0, len(paths), BLOCK)]
+    jobs = min(os.cpu_count() or 1, len(blocks))
+    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=len(paths) < 1000)
+    arrays: list[np.ndarray | str] = []
+    if jobs > 1 and len(paths) >= PARALLEL_MIN:
+        tasks = (delayed(_decode_block)(b) for b in blocks)
+        for out in Parallel(n_jobs=jobs, return_as="generator")(tasks):
+            arrays.extend(out)
+            bar.update(len(out))
+    else:
+        for b in blocks:
+            arrays.extend(_decode_block(b))
+            bar.update(len(b))
+    bar.close()
+
+    keep = np.array([not isinstance(a, str) for a in arrays], dtype=bool)
+    bad = [(p, a) for p, a in zip(paths, arrays, strict=True) if isinstance(a, str)]
+    if bad and not skip_corrupt:
+        p, err = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(
+            f"unreadable or corrupt image file {str(p)!r}: {err}{more}; "
+            "set data.skip_corrupt: true to skip such files"
+        )
+    skipped = [str(p) for p, _ in bad]
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} corrupt image file(s): {', '.join(skipped[:10])}"
+            + (" ..." if len(skipped) > 10 else ""),
+            stacklevel=2,
+        )
+    good = [(p, a) for p, a in zip(paths, arrays, strict=True) if not isinstance(a, str)]
+    return _stack(good), keep, skipped
+
+
+def _stack(items: list[tuple[Path, np.ndarray]]) -> np.ndarray:
+    if not items:
+        return np.zeros((0, 1, 1, 1), np.uint8)
+    first_path, first = items[0]
+    size = first.shape[:2]
+    for p, a in items:
+        if a.shape[:2] != size:
+            raise DataError(
+                f"images of mixed sizes: {str(p)!r} is {a.shape[1]}x{a.shape[0]} (WxH) "
+                f"but {str(first_path)!r} is {size[1]}x{size[0]}; resize the set to one size"
+            )
+    rgb = any(a.ndim == 3 for _, a in items)
+    x = np.empty((len(items), *size, 3 if rgb else 1), np.uint8)
+    for i, (_, a) in enumerate(items):
+        x[i] = a[..., None] if a.ndim == 2 else a  # grey broadcasts to R=G=B, as PIL L->RGB
+    return x
+
+
+def load_labelled_files(
+    split_files: dict[str, tuple[list[Path], list[int]]], skip_corrupt: bool, name: str
+):
+    """Decode several splits in one go so size and channel rules hold across splits.
+
+    ``split_files`` maps split -> (paths, int labels). Returns ({split: (x, y)}, skipped).
+    """
+    order = list(split_files)
+    paths = [p for s in order for p in split_files[s][0]]
+    labels = np.array([y for s in order for y in split_files[s][1]], dtype=np.int64)
+    x, keep, skipped = decode_images(paths, skip_corrupt, desc=f"{name} images")
+    owner = np.repeat(np.arange(len(order)), [len(split_files[s][0]) for s in order])
+    owner, labels = owner[keep], labels[keep]
+    return {s: (x[owner == i], labels[owner == i]) for i, s in enumerate(order)}, skipped

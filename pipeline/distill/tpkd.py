@@ -1,0 +1,29 @@
+"""tpkd: topological persistence guided KD (Jeon et al. 2024, sensor data), REFERENCE.md section 4.
+
+L = (1 - lambda) CE(zs, y)
+  + lambda T^2 [alpha KL(z1 || zs) + (1 - alpha) KL(z2 || zs)]
+  + beta * L_orth,
+L_orth = sum_{3 groups} mean((rownorm(Cs) - rownorm(alpha C1 + (1 - alpha) C2))^2)
+
+with C the batch correlation map (cosine similarity of batch-centred features, see
+losses.correlation_map). The exact L_orth of the paper could not be read; this parameter-free form
+and its reasons are in docs/methods.md.
+"""
+
+from __future__ import annotations
+
+from .base import register
+from .losses import orth_loss
+from .tgd import TwoTeacherMethod
+
+
+@register("tpkd")
+class TPKD(TwoTeacherMethod):
+    def __init__(self, student, teachers, cfg):
+        super().__init__(student, teachers, cfg)
+        self.beta = self.param("beta", 0.0)
+
+    def forward(self, batch):
+        zs, fs, f1, f2, ce, kd = self.run_all(batch)
+        orth = orth_loss(fs, f1, f2, self.alpha)
+        return zs, {"ce": ce, "kd": kd, "orth": self.beta * orth}

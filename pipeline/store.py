@@ -1,0 +1,119 @@
+"""Sharded zarr v3 stores: the artifacts that flow between stages.
+
+One store per split (`<dir>/<split>.zarr`), a zarr group holding named arrays whose first axis
+is the sample. Arrays are sharded along that axis (`shard_size` samples per file), so a split of
+50,000 samples is a handful of files and `dvc status` stays fast (DESIGN.md). Zarr rewrites a
+whole shard when any part of it is written, so parallel writers must each own whole shards:
+arrays are created once by the parent and workers write `shard_slices` of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import zarr
+
+from pipeline.errors import DataError
+
+SPLITS = ("train", "test")
+CHUNK_SAMPLES = 256  # inner chunk: small enough for partial reads, large enough to compress well
+
+
+def split_path(directory: str | Path, split: str) -> Path:
+    return Path(directory) / f"{split}.zarr"
+
+
+def shard_slices(n: int, shard_size: int) -> list[slice]:
+    """The sample ranges of each shard of an array of n samples."""
+    return [slice(start, min(start + shard_size, n)) for start in range(0, n, shard_size)]
+
+
+def create_group(path: str | Path, attrs: dict[str, Any] | None = None) -> zarr.Group:
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    if attrs:
+        group.attrs.update(_jsonable(attrs))
+    return group
+
+
+def create_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
+                 shard_size: int) -> zarr.Array:
+    """An empty array sharded along the sample axis (one shard file per `shard_size` samples)."""
+    n = shape[0]
+    shard = max(1, min(shard_size, n))
+    chunk = max(1, min(CHUNK_SAMPLES, shard))
+    shard -= shard % chunk  # a shard holds a whole number of chunks
+    return group.create_array(
+        name, shape=shape, dtype=dtype,
+        chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]),
+        fill_value=0,
+    )
+
+
+def write_split(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
+                shard_size: int) -> None:
+    """Write a whole split at once, atomically: a crash never leaves a store that looks done."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    group = create_group(partial, attrs)
+    for name, values in arrays.items():
+        array = create_array(group, name, values.shape, values.dtype, shard_size)
+        for part in shard_slices(len(values), array.shards[0]):
+            array[part] = values[part]
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
+
+
+def open_split(path: str | Path) -> zarr.Group:
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise DataError(f"{path}: no zarr store here; run the stage that produces it (dvc repro)")
+    return zarr.open_group(str(path), mode="r", zarr_format=3)
+
+
+def read_split(path: str | Path, names: Iterable[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays (whole, in memory) and attributes of a split store."""
+    group = open_split(path)
+    names = list(names) if names is not None else sorted(group.array_keys())
+    missing = [n for n in names if n not in group]
+    if missing:
+        raise DataError(f"{path}: arrays {missing} missing (has {sorted(group.array_keys())})")
+    return {n: group[n][...] for n in names}, dict(group.attrs)
+
+
+def tree_digest(path: str | Path) -> str:
+    """A content hash of every file under path: the identity of an input artifact."""
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

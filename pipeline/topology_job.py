@@ -1,0 +1,194 @@
+"""The topology stage's driver: persistence images of every prepared sample, once, in parallel.
+
+Work is split into tasks of whole shards (zarr rewrites a shard on any partial write, so a shard
+has exactly one writer). Tasks run with joblib (local processes, or a Dask cluster through
+joblib's Dask backend) and write straight into stores that the parent created once.
+
+Resumable: stores are filled in a staging folder outside the stage's DVC output (DVC deletes
+outputs before a stage runs). A shard counts as done only once its marker file exists, and the
+marker is written, atomically, after the shard itself; a shard written halfway by a killed run
+therefore has no marker and is recomputed. The staging folder carries a fingerprint of the
+recipe and of the input stores, so work from another recipe or input is never reused. When every
+shard is done the stores move into the output folder in one rename each.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import joblib
+import numpy as np
+import zarr
+from tqdm.auto import tqdm
+
+from pipeline.errors import TopologyError
+from pipeline.store import (SPLITS, create_array, create_group, open_split, shard_slices,
+                            split_path, tree_digest, write_json)
+from pipeline.topology import persistence_images, signal_persistence_images
+
+DEFAULT_STAGING = Path("data/.staging/topology")
+
+
+def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
+    """The persistence-image recipe of a modality (topology.image or topology.signal)."""
+    return dict(cfg[modality])
+
+
+def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, Any]) -> np.ndarray:
+    """Persistence images of one block of samples; NaN or inf is an error, never stored."""
+    if modality == "image":
+        pis = persistence_images(x, engine=engine, **recipe)
+    else:
+        pis = signal_persistence_images(x, engine=engine, **recipe)
+    if not np.isfinite(pis).all():
+        bad = np.unique(np.nonzero(~np.isfinite(pis))[0])
+        raise TopologyError(f"non-finite persistence images for samples {bad[:10].tolist()} of this block")
+    return pis
+
+
+def _marker(staging: Path, split: str, index: int) -> Path:
+    return staging / "done" / f"{split}-{index:06d}"
+
+
+def _run_task(source: str, target: str, staging: str, split: str, shards: list[tuple[int, int, int]],
+              modality: str, engine: str, recipe: dict[str, Any]) -> int:
+    """Compute and write whole shards, then mark each done. Runs in a worker process."""
+    x = zarr.open_array(str(Path(source) / "x"), mode="r")
+    pis = zarr.open_array(str(Path(target) / "pis"), mode="r+")
+    for index, start, stop in shards:
+        try:
+            block = compute_block(x[start:stop], modality, engine, recipe)
+        except TopologyError as error:
+            raise TopologyError(f"{source} samples {start}..{stop - 1}: {error}") from None
+        pis[start:stop] = block
+        marker = _marker(Path(staging), split, index)
+        tmp = marker.with_suffix(".tmp")
+        tmp.write_text(f"{start} {stop}\n")
+        os.replace(tmp, marker)
+    return sum(stop - start for _, start, stop in shards)
+
+
+@contextlib.contextmanager
+def parallel_backend(cfg: dict[str, Any]) -> Iterator[int]:
+    """joblib's backend for the tasks: local processes (loky) or a Dask cluster. Yields n_jobs."""
+    n_jobs = cfg["n_jobs"] if cfg["n_jobs"] > 0 else (os.cpu_count() or 1)
+    if cfg["backend"] == "loky":
+        with joblib.parallel_config(backend="loky", n_jobs=n_jobs, inner_max_num_threads=1):
+            yield n_jobs
+        return
+    from dask.distributed import Client, LocalCluster
+
+    if cfg.get("scheduler"):
+        with Client(cfg["scheduler"]) as client, joblib.parallel_config(backend="dask"):
+            yield sum(client.nthreads().values())
+    else:
+        with LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster), \
+                joblib.parallel_config(backend="dask"):
+            yield n_jobs
+
+
+def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str, Any]) -> str:
+    ident = {"modality": modality, "engine": engine, "recipe": recipe,
+             "inputs": {s: tree_digest(split_path(prepared_dir, s)) for s in SPLITS}}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _prepare_staging(staging: Path, print_fn, stamp: str) -> None:
+    stamp_file = staging / "fingerprint"
+    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
+        done = len(list((staging / "done").glob("*-*")))
+        print_fn(f"resuming from {staging}: {done} shards already done")
+        return
+    if staging.exists():
+        print_fn(f"discarding {staging}: it holds work for another recipe or input")
+        shutil.rmtree(staging)
+    (staging / "done").mkdir(parents=True)
+    stamp_file.write_text(stamp + "\n")
+
+
+def _create_split(source: zarr.Group, target: Path, n_channels_out: int, resolution: int) -> None:
+    """Create the output arrays once, in the parent, with the same shards as the input."""
+    created = target.parent / f"created-{target.stem}"
+    if created.is_file():
+        return
+    x = source["x"]
+    group = create_group(target)
+    create_array(group, "pis", (x.shape[0], n_channels_out, resolution, resolution), np.float32,
+                 x.shards[0])
+    labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
+    labels[...] = source["y"][...]
+    created.touch()  # only now is the split's skeleton complete
+
+
+def channel_mean_std(pis: zarr.Array) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over all samples, accumulated shard by shard in float64."""
+    total = np.zeros(pis.shape[1])
+    squares = np.zeros(pis.shape[1])
+    for part in shard_slices(pis.shape[0], pis.shards[0]):
+        block = pis[part].astype(np.float64)
+        total += block.sum(axis=(0, 2, 3))
+        squares += (block ** 2).sum(axis=(0, 2, 3))
+    count = pis.shape[0] * pis.shape[2] * pis.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    std[std == 0] = 1.0
+    return mean.tolist(), std.tolist()
+
+
+def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[str, Any],
+                     staging: str | Path = DEFAULT_STAGING, progress: bool = True,
+                     print_fn=print) -> dict[str, Any]:
+    """Persistence images of both splits of `prepared_dir` into `out_dir`; returns a summary."""
+    prepared_dir, out_dir, staging = Path(prepared_dir), Path(out_dir), Path(staging)
+    sources = {s: open_split(split_path(prepared_dir, s)) for s in SPLITS}
+    modality = sources["train"].attrs["modality"]
+    recipe = recipe_for(cfg, modality)
+    engine = cfg["engine"]
+    _prepare_staging(staging, print_fn, fingerprint(prepared_dir, modality, engine, recipe))
+
+    probe = compute_block(sources["train"]["x"][:1], modality, engine, recipe)
+    tasks, total = [], 0
+    for split, source in sources.items():
+        target = split_path(staging, split)
+        _create_split(source, target, probe.shape[1], probe.shape[2])
+        todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
+                if not _marker(staging, split, i).is_file()]
+        total += sum(stop - start for _, start, stop in todo)
+        step = cfg["shards_per_task"]
+        tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
+                   todo[k:k + step], modality, engine, recipe) for k in range(0, len(todo), step)]
+
+    started = time.perf_counter()
+    if tasks:
+        with parallel_backend(cfg) as n_jobs:
+            print_fn(f"topology: {total} samples in {len(tasks)} tasks on {n_jobs} workers "
+                     f"({cfg['backend']}, engine {engine})")
+            run = joblib.Parallel(return_as="generator_unordered")(
+                joblib.delayed(_run_task)(*task) for task in tasks)
+            with tqdm(total=total, unit="sample", disable=not progress, desc="topology") as bar:
+                for count in run:
+                    bar.update(count)
+    seconds = time.perf_counter() - started
+
+    mean, std = channel_mean_std(zarr.open_array(str(split_path(staging, "train") / "pis"), mode="r"))
+    attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,
+             "classes": sources["train"].attrs["classes"], "dataset": sources["train"].attrs["dataset"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        group = zarr.open_group(str(split_path(staging, split)), mode="r+")
+        group.attrs.update({**attrs, "split": split})
+        shutil.rmtree(split_path(out_dir, split), ignore_errors=True)
+        os.replace(split_path(staging, split), split_path(out_dir, split))
+    summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3),
+               "shape": list(probe.shape[1:])}
+    write_json(out_dir / "stats.json", {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
+                                        "modality": modality, "engine": engine, "recipe": recipe})
+    shutil.rmtree(staging)
+    return summary

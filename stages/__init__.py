@@ -1,0 +1,1 @@
+"""Thin DVC stage commands: read params, call pipeline/, write outputs (see dvc.yaml)."""
