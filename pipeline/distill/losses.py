@@ -28,7 +28,9 @@ def kd_kl(zs: Tensor, zt: Tensor, temperature: float, reduction: str = "batchmea
         raise ValueError(f"kl reduction must be one of {KL_REDUCTIONS}, got {reduction!r}")
     log_ps = F.log_softmax(zs / temperature, dim=1)
     log_pt = F.log_softmax(zt / temperature, dim=1)
-    return F.kl_div(log_ps, log_pt, reduction=reduction, log_target=True)
+    total = F.kl_div(log_ps, log_pt, reduction="sum", log_target=True)
+    # explicit divisors: torch warns that its own "mean" will change meaning in a future release
+    return total / (zs.shape[0] if reduction == "batchmean" else zs.numel())
 
 
 def flatten(f: Tensor) -> Tensor:
