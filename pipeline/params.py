@@ -153,9 +153,10 @@ class DistillParams(_Section):
     def _known_methods(cls, value: list[str]) -> list[str]:
         from pipeline.distill import METHODS
 
-        unknown = [m for m in value if m not in METHODS]
+        # "scratch" is the train_student stage itself, not a distillation method
+        unknown = [m for m in value if m not in METHODS or m == "scratch"]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; known: {', '.join(sorted(METHODS))}")
+            raise ValueError(f"unknown methods {unknown}; known: {', '.join(sorted(set(METHODS) - {'scratch'}))}")
         if len(set(value)) != len(value):
             raise ValueError(f"methods must be distinct, got {value}")
         return value

@@ -48,7 +48,7 @@ def _train_alone(name: str, arch: str, input_key: str, inputs: Inputs, params: P
     device = select_device(train_cfg["device"])
     meta = model_meta(arch, inputs, input_key)
     model = build_model(arch, meta["in_channels"], meta["num_classes"], dims=meta["dims"])
-    method = build_method("scratch", model, {}, {"input_key": input_key}).to(device)
+    method = build_method("scratch", model, {}, {}, input_key=input_key).to(device)
     spec = _spec(name, meta, train_cfg, input_identity(store))
     return fit(method, inputs.to(device), train_cfg, spec, keys=(input_key,), device=device,
                progress=progress)

@@ -1,0 +1,38 @@
+"""Shared fixtures: tiny params and a workspace where the pipeline's relative data/ paths live."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CIFAR_TAR = SHARED / "datasets" / "cifar10-jpeg.tar.gz"
+
+
+def tiny_params(**overrides) -> dict:
+    """params.yaml shrunk to seconds: a digits subset, the smallest WRN, two epochs."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"].update(limit_train=120, limit_test=60, shard_size=64)
+    raw["topology"].update(engine="fast", n_jobs=1)
+    raw["models"] = {"teacher_image": "wrn10_1", "teacher_topology": "wrn10_1", "student": "wrn10_1"}
+    raw["train"].update(epochs=2, batch_size=32, device="cpu")
+    raw["evaluate"].update(latency_repeats=2, noise_std=[0.0, 0.2])
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".", 1)
+        raw[section][key] = value
+    return raw
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A folder with params.yaml where the stages' data/ paths resolve."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(**overrides):
+        raw = tiny_params(**overrides)
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        return raw
+
+    write()
+    workspace.write = write
+    return tmp_path

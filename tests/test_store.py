@@ -1,0 +1,44 @@
+"""Sharded zarr stores: round trip, a handful of shard files, atomic writes."""
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.errors import DataError
+from pipeline.store import read_split, shard_slices, tree_digest, write_split
+
+
+def test_shard_slices_cover_every_sample_once():
+    parts = shard_slices(10_001, 4096)
+    assert [(p.start, p.stop) for p in parts] == [(0, 4096), (4096, 8192), (8192, 10_001)]
+    assert shard_slices(0, 10) == []
+
+
+def test_round_trip_with_few_shard_files(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(3000, 8, 8, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=3000).astype(np.int64)
+    path = tmp_path / "train.zarr"
+    write_split(path, {"x": x, "y": y}, {"classes": list("abcdefghij")}, shard_size=1024)
+    arrays, attrs = read_split(path)
+    np.testing.assert_array_equal(arrays["x"], x)
+    np.testing.assert_array_equal(arrays["y"], y)
+    assert attrs["classes"] == list("abcdefghij")
+    shard_files = [p for p in (path / "x").rglob("*") if p.is_file() and p.name != "zarr.json"]
+    assert len(shard_files) == 3  # 3000 samples / 1024 per shard, not one file per sample
+    assert zarr.open_array(str(path / "x")).shards[0] == 1024
+    assert not (tmp_path / "train.zarr.partial").exists()
+
+
+def test_rewrite_is_byte_identical(tmp_path):
+    x = np.arange(5000, dtype=np.float32).reshape(500, 10)
+    write_split(tmp_path / "a.zarr", {"x": x}, {"k": 1}, shard_size=128)
+    write_split(tmp_path / "b.zarr", {"x": x}, {"k": 1}, shard_size=128)
+    assert tree_digest(tmp_path / "a.zarr") == tree_digest(tmp_path / "b.zarr")
+
+
+def test_missing_store_names_the_path(tmp_path):
+    with pytest.raises(DataError, match="nowhere.zarr"):
+        read_split(tmp_path / "nowhere.zarr")
+    write_split(tmp_path / "s.zarr", {"x": np.zeros((4, 2))}, {}, shard_size=2)
+    with pytest.raises(DataError, match=r"\['pis'\] missing"):
+        read_split(tmp_path / "s.zarr", ["pis"])
