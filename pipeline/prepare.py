@@ -8,6 +8,7 @@ import numpy as np
 
 from pipeline.data import Dataset, load_dataset
 from pipeline.errors import DataError
+from pipeline.remote import local_root
 from pipeline.store import SPLITS, split_path, write_json, write_split
 
 
@@ -37,7 +38,7 @@ def channel_stats(x: np.ndarray, modality: str) -> tuple[list[float], list[float
 
 def prepare(cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Load the data set named by cfg (the `data` params section) and write its split stores."""
-    dataset = load_dataset(cfg)
+    dataset = load_dataset({**cfg, "root": local_root(cfg.get("root"))})
     for split in SPLITS:
         if split not in dataset.splits or len(dataset.splits[split].y) == 0:
             raise DataError(f"data set {dataset.name!r} (root {cfg.get('root')}): split {split!r} is empty")

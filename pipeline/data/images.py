@@ -31,7 +31,8 @@ def load_digits(cfg: dict) -> Dataset:
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
 
-    frac = cfg.get("test_fraction", 0.2)
+    frac = cfg.get("test_fraction")
+    frac = 0.2 if frac is None else frac
     if not 0 < frac < 1:
         raise ParamsError(f"data.test_fraction must be in (0, 1), got {frac}")
     d = sk_digits()
@@ -244,5 +245,7 @@ def load_tinyimagenet(cfg: dict) -> Dataset:
 
     files = {"train": (train_paths, train_y), "test": (test_paths, test_y)}
     parts, skipped = load_labelled_files(files, bool(cfg.get("skip_corrupt")), "tinyimagenet")
-    classes = [words.get(w, w) for w in wnids]
+    names = [words.get(w, w) for w in wnids]
+    # a first name can repeat across wnids; keep class names unique for reports
+    classes = [f"{n} ({w})" if names.count(n) > 1 else n for n, w in zip(names, wnids, strict=True)]
     return _dataset("tinyimagenet", classes, parts, skipped)

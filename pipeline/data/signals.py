@@ -82,7 +82,9 @@ def _read_csv_split(folder: Path):
             xs.append(_csv_window(f))
             ys.append(label)
             if xs[-1].shape != xs[0].shape:
-                raise DataError(f"windows: {str(f)!r} has shape {xs[-1].shape}, others {xs[0].shape}")
+                raise DataError(
+                    f"windows: {str(f)!r} has shape {xs[-1].shape}, others {xs[0].shape}"
+                )
     if not xs:
         raise DataError(f"windows: empty split, no <label>/*.csv files under {str(folder)!r}")
     return np.stack(xs), np.array(ys), None
@@ -92,7 +94,7 @@ def _as_windows(x: np.ndarray, path: str) -> np.ndarray:
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"windows: x in {path!r} must be numeric (N, L, C), got {x.dtype} {x.shape}")
+        raise DataError(f"windows: x in {path!r} must be numeric (N,L,C), got {x.dtype} {x.shape}")
     if not np.isfinite(x).all():
         raise DataError(f"windows: x in {path!r} has NaN or inf values")
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -111,7 +113,9 @@ def load_windows(cfg: dict) -> Dataset:
         raw[s] = (_as_windows(x, str(where)), np.asarray(y).reshape(-1), classes)
     (xtr, ytr, classes), (xte, yte, _) = raw["train"], raw["test"]
     if xtr.shape[1:] != xte.shape[1:]:
-        raise DataError(f"windows: train windows are {xtr.shape[1:]}, test {xte.shape[1:]} in {root}")
+        raise DataError(
+            f"windows: train windows are {xtr.shape[1:]}, test {xte.shape[1:]} in {str(root)!r}"
+        )
 
     if classes is not None and np.issubdtype(ytr.dtype, np.integer):
         names = [str(c) for c in classes]
