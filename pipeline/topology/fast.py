@@ -38,7 +38,7 @@ _SQRT2 = math.sqrt(2.0)
 # --------------------------------------------------------------------------- diagrams
 
 @nb.njit(cache=True, nogil=True)
-def _merge(order, e, lo_birth, other_end, birth_at, out_b, out_d):
+def _merge(order, e, other_end, birth_at, out_b, out_d):
     """Union-find over path edges in the given order; fills out_b/out_d with (younger birth, death)
     for every merge with death > younger birth; returns the number of pairs. birth_at holds the
     vertex births on entry and is overwritten."""
@@ -95,7 +95,7 @@ def _pairs_u8(s, order, e, counts, other_end, birth_at, out_b, out_d):
         counts[m] += 1
     for i in range(n):
         birth_at[i] = s[i]
-    return _merge(order[:n - 1], e, 0, other_end, birth_at, out_b, out_d)
+    return _merge(order[:n - 1], e, other_end, birth_at, out_b, out_d)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -111,7 +111,7 @@ def _pairs_float(x, e, other_end, birth_at, out_b, out_d):
     order = np.argsort(e[:n - 1], kind="mergesort")
     for i in range(n):
         birth_at[i] = x[i]
-    return _merge(order, e, 0, other_end, birth_at, out_b, out_d)
+    return _merge(order, e, other_end, birth_at, out_b, out_d)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -157,6 +157,31 @@ def _diagrams_float(seqs):
     return out
 
 
+@nb.njit(cache=True, nogil=True)
+def _counts_u8(seqs, lev, threshold, min_life):
+    m, n = seqs.shape
+    order = np.empty(max(n - 1, 1), np.int64)
+    e = np.empty(max(n - 1, 1), np.int64)
+    counts = np.empty(256, np.int64)
+    other_end = np.empty(n, np.int64)
+    birth_at = np.empty(n, np.int64)
+    pb = np.empty(n, np.int64)
+    pd = np.empty(n, np.int64)
+    out = np.zeros(m, np.int64)
+    for j in range(m):
+        k = _pairs_u8(seqs[j], order, e, counts, other_end, birth_at, pb, pd)
+        for t in range(k):
+            lt = lev[pd[t]] - lev[pb[t]]
+            if lt > min_life and lt > threshold:
+                out[j] += 1
+    return out
+
+
+def cleaned_counts(seqs: np.ndarray, threshold: float) -> np.ndarray:
+    """Number of pairs left after cleaning, per uint8 sequence (diagram work only; for timing)."""
+    return _counts_u8(np.ascontiguousarray(seqs, dtype=np.uint8), uint8_levels(), float(threshold), MIN_LIFETIME)
+
+
 def diagrams(seqs: np.ndarray) -> list[np.ndarray]:
     """Finite pairs (birth, death) of each row of seqs, before cleaning (uint8: values k / 255)."""
     seqs = np.ascontiguousarray(seqs)
@@ -186,7 +211,7 @@ def _finish(pi, normalize, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _images_u8(seqs, lev, kb, kp, pair_row, threshold, min_life, normalize, out):
+def _images_u8(seqs, lev, kb, kb_nz, kp, kp_nz, pair_row, threshold, min_life, normalize, out):
     m, n = seqs.shape
     r = kb.shape[1]
     order = np.empty(max(n - 1, 1), np.int64)
@@ -197,32 +222,48 @@ def _images_u8(seqs, lev, kb, kp, pair_row, threshold, min_life, normalize, out)
     pb = np.empty(n, np.int64)
     pd = np.empty(n, np.int64)
     life = np.empty(n, np.float64)
-    a = np.empty((n, r), np.float64)
-    b = np.empty((n, r), np.float64)
+    slot = np.full(256, -1, np.int64)      # birth level -> row of a/g in this image
+    levels = np.empty(256, np.int64)
+    a = np.empty((256, r), np.float64)     # kb rows of the birth levels present
+    g = np.empty((256, r), np.float64)     # sum of w * kp rows per birth level
     for j in range(m):
         k = _pairs_u8(seqs[j], order, e, counts, other_end, birth_at, pb, pd)
         kk = 0
         mx = 0.0
         for t in range(k):
             lt = lev[pd[t]] - lev[pb[t]]
-            if lt > min_life and lt > threshold:
+            if lt > min_life and lt > threshold:   # recipe step 4
                 pb[kk] = pb[t]
                 pd[kk] = pd[t]
                 life[kk] = lt
                 kk += 1
                 if lt > mx:
                     mx = lt
-        if kk == 0:
+        u = 0
+        for t in range(kk):
+            bl = pb[t]
+            rp = pair_row[bl, pd[t]]
+            if not (kb_nz[bl] and kp_nz[rp]):
+                continue                            # adds an exact zero image
+            w = life[t] / mx
+            s = slot[bl]
+            if s < 0:
+                s = u
+                slot[bl] = s
+                levels[u] = bl
+                u += 1
+                for i in range(r):
+                    a[s, i] = kb[bl, i]
+                    g[s, i] = w * kp[rp, i]
+            else:
+                for i in range(r):
+                    g[s, i] += w * kp[rp, i]
+        if u == 0:
             out[j, :, :] = 0.0
             continue
-        for t in range(kk):
-            w = life[t] / mx
-            rb = pb[t]
-            rp = pair_row[pb[t], pd[t]]
-            for i in range(r):
-                a[t, i] = w * kb[rb, i]
-                b[t, i] = kp[rp, i]
-        pi = np.dot(a[:kk].T, b[:kk])
+        for t in range(u):
+            slot[levels[t]] = -1
+        pi = np.dot(a[:u].T, g[:u])
         _finish(pi, normalize, out[j])
     return out
 
@@ -290,14 +331,15 @@ def _rows(mu: np.ndarray, edges: np.ndarray, sd: float) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def u8_tables(grid: Grid):
     """Per-grid tables for pixel sequences: kb (256, R) birth rows; kp (32640, R) persistence rows
-    of every level pair b < d; pair_row (256, 256) -> row of kp (or -1)."""
+    of every level pair b < d; pair_row (256, 256) -> row of kp (or -1); kb_nz, kp_nz: rows not
+    all zero (a pair with an all-zero row contributes exactly nothing and is skipped)."""
     lev = uint8_levels()
     kb = _rows(lev, grid.birth_edges, grid.sd)
     bi, di = np.triu_indices(256, k=1)
     pair_row = np.full((256, 256), -1, np.int64)
     pair_row[bi, di] = np.arange(bi.size)
     kp = _rows(lev[di] - lev[bi], grid.pers_edges, grid.sd)
-    return lev, kb, kp, pair_row
+    return lev, kb, kb.any(axis=1), kp, kp.any(axis=1), pair_row
 
 
 def images(seqs: np.ndarray, *, grid: Grid, threshold: float, normalize: bool) -> np.ndarray:
@@ -309,8 +351,8 @@ def images(seqs: np.ndarray, *, grid: Grid, threshold: float, normalize: bool) -
     if seqs.shape[0] == 0:
         return out
     if seqs.dtype == np.uint8:
-        lev, kb, kp, pair_row = u8_tables(grid)
-        _images_u8(seqs, lev, kb, kp, pair_row, float(threshold), MIN_LIFETIME, bool(normalize), out)
+        lev, kb, kb_nz, kp, kp_nz, pair_row = u8_tables(grid)
+        _images_u8(seqs, lev, kb, kb_nz, kp, kp_nz, pair_row, float(threshold), MIN_LIFETIME, bool(normalize), out)
     else:
         _images_float(seqs.astype(np.float32), grid.birth_edges, grid.pers_edges, grid.sd,
                       float(threshold), MIN_LIFETIME, bool(normalize), out)
@@ -330,4 +372,5 @@ def warmup() -> float:
     images(x.astype(np.float32) / 255, grid=g, threshold=0.02, normalize=True)
     diagrams(x)
     diagrams(x.astype(np.float32))
+    cleaned_counts(x, 0.02)
     return time.perf_counter() - t

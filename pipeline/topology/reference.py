@@ -34,8 +34,6 @@ def raw_diagram(x: np.ndarray) -> np.ndarray:
     """H0 diagram of one sequence, ripser's output (infinite bar included)."""
     from ripser import ripser
 
-    if np.asarray(x).size == 1:   # ripser needs an edge list; one vertex is one infinite bar
-        return np.array([[float(np.float32(x[0])), np.inf]])
     return ripser(lower_star_matrix(x), maxdim=0, distance_matrix=True)["dgms"][0]
 
 
