@@ -1,8 +1,13 @@
 """Benchmarks: ``python -m pipeline.bench <subcommand> ...``.
 
 Subcommands:
-  topology   engine ripser vs engine fast on real CIFAR-10 test images, one core each:
-             ms/image, ratio, max abs difference, diagram vs image time, compile time.
+  topology           engine ripser vs engine fast on real CIFAR-10 test images, one core each:
+                     ms/image, ratio, max abs difference, diagram vs image time, compile time.
+  topology-backends  the topology stage (compute_topology) on N images with joblib's loky
+                     backend vs a Dask LocalCluster, same worker count: seconds, ratio, and
+                     whether the outputs are byte-identical.
+  ddp                ms per training step (forward, backward, optimiser) of a model on one
+                     global batch: 1 process vs N gloo processes (DistributedDataParallel).
 """
 from __future__ import annotations
 
@@ -137,6 +142,117 @@ def print_topology(r: dict) -> None:
     print(f"  max |ripser - fast| over all PIs: {r['max_abs_diff']:.3g}")
 
 
+def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, shard_size: int = 0,
+                          engine: str = "fast") -> dict:
+    """compute_topology on the same prepared store with loky and with a Dask LocalCluster."""
+    import tempfile
+
+    from pipeline.params import TopologyParams
+    from pipeline.store import SPLITS, split_path, tree_digest, write_split
+    from pipeline.topology_job import compute_block, compute_topology
+
+    images, source = bench_images(n, data)
+    labels = np.zeros(len(images), np.int64)
+    shard_size = shard_size or max(1, -(-len(images) // (4 * workers)))  # ~4 tasks per worker
+    res: dict = {"source": source, "n": len(images), "workers": workers, "shard_size": shard_size,
+                 "engine": engine}
+    cfg = {**TopologyParams().model_dump(), "engine": engine, "n_jobs": workers}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared"
+        attrs = {"dataset": "bench", "modality": "image", "classes": ["0"], "mean": [0.0], "std": [1.0]}
+        for split in SPLITS:  # the same images in both splits: the stage computes 2n
+            write_split(split_path(prepared, split), {"x": images, "y": labels}, attrs, shard_size)
+        compute_block(images[:1], "image", engine, cfg["image"])  # compile / load numba's cache once
+        digests = {}
+        for backend in ("loky", "dask"):
+            out = Path(tmp) / backend
+            started = time.perf_counter()
+            summary = compute_topology(prepared, out, {**cfg, "backend": backend}, staging=Path(tmp) / f"st-{backend}",
+                                       progress=False, print_fn=lambda *_: None)
+            res[f"{backend}_s"] = time.perf_counter() - started
+            res[f"{backend}_parallel_s"] = summary["seconds"]
+            digests[backend] = [tree_digest(split_path(out, s)) for s in SPLITS]
+        res["identical"] = digests["loky"] == digests["dask"]
+    res["ratio"] = res["dask_s"] / res["loky_s"]
+    return res
+
+
+def print_topology_backends(r: dict) -> None:
+    print(f"topology stage benchmark: {r['source']}; the same {r['n']} images as train and as test "
+          f"({2 * r['n']} samples), shards of {r['shard_size']}, engine {r['engine']}, {r['workers']} workers each")
+    print(f"  {'backend':<28}{'stage s':>10}{'parallel s':>12}{'ms/image':>10}")
+    for backend, label in (("loky", "loky (joblib local)"), ("dask", "dask LocalCluster (processes)")):
+        per = 1e3 * r[f"{backend}_parallel_s"] / (2 * r["n"])
+        print(f"  {label:<28}{r[backend + '_s']:>10.2f}{r[backend + '_parallel_s']:>12.2f}{per:>10.2f}")
+    print(f"  dask / loky (stage): {r['ratio']:.2f}x; outputs byte-identical: {r['identical']}")
+    print("  (parallel s includes starting the workers: loky's pool, or the Dask cluster)")
+
+
+def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: int, warmup: int,
+                channels: int, out) -> None:
+    """One rank of the ddp benchmark (torch.multiprocessing.spawn target)."""
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from pipeline import distributed
+    from pipeline.distill import build_method
+    from pipeline.models import build_model
+    from pipeline.train import _distributed_step, make_optimizer
+
+    ctx = distributed.init_from_env("cpu")
+    torch.manual_seed(0)
+    student = build_model(arch, channels, 10)
+    method = build_method("scratch", student, {}, {})
+    optimizer = make_optimizer(student.parameters(), {"optimizer": "adam", "lr": 5e-4, "weight_decay": 0.0})
+    ddp = distributed.wrap(student, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(1)
+    data = {"x": torch.randn(batch, channels, 32, 32, generator=generator),
+            "y": torch.randint(0, 10, (batch,), generator=generator)}
+    times = []
+    for step in range(warmup + steps):
+        started = time.perf_counter()
+        if ddp is None:
+            _, losses = method(data)
+            optimizer.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            optimizer.step()
+        else:
+            _distributed_step(method, ddp, data, optimizer, {}, ctx, "bench", 0)
+        if step >= warmup:
+            times.append(time.perf_counter() - started)
+    if rank == 0:
+        out.put(sorted(times)[len(times) // 2])
+    distributed.shutdown()
+
+
+def run_ddp(arch: str, batch: int, steps: int, worlds: list[int], channels: int = 3) -> dict:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    res: dict = {"arch": arch, "batch": batch, "steps": steps, "channels": channels, "ms": {}}
+    context = mp.get_context("spawn")
+    for world in worlds:
+        with socket.socket() as sock:  # a free port for this group's rendezvous
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        queue = context.SimpleQueue()
+        mp.spawn(_ddp_worker, args=(world, port, arch, batch, steps, 3, channels, queue), nprocs=world)
+        res["ms"][world] = 1e3 * queue.get()
+    return res
+
+
+def print_ddp(r: dict) -> None:
+    print(f"ddp benchmark: {r['arch']}, global batch {r['batch']} of {r['channels']}x32x32, median of "
+          f"{r['steps']} steps (forward + backward + Adam), 1 thread per process, gloo on CPU")
+    base = r["ms"][min(r["ms"])]
+    print(f"  {'processes':<10}{'ms/step':>10}{'per-rank batch':>16}{'speed-up':>10}")
+    for world, ms in r["ms"].items():
+        print(f"  {world:<10}{ms:>10.1f}{r['batch'] // world:>16}{base / ms:>9.2f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,8 +262,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None,
                    help=f"CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR}); sklearn digits if missing")
     p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
+    p = sub.add_parser("topology-backends", help="the topology stage: loky vs a Dask LocalCluster")
+    p.add_argument("--n", type=int, default=400, help="images per split (default 400)")
+    p.add_argument("--data", default=None,
+                   help=f"CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR}); sklearn digits if missing")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for both backends (default 2)")
+    p.add_argument("--shard-size", type=int, default=0, help="samples per shard/task (default: ~4 tasks per worker)")
+    p.add_argument("--engine", default="fast", choices=["fast", "ripser"])
+    p = sub.add_parser("ddp", help="ms per training step: 1 process vs N gloo processes")
+    p.add_argument("--arch", default="wrn16_1", help="model registry name (default wrn16_1, the paper's student)")
+    p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (median; default 20)")
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="world sizes (default 1 2)")
+    p.add_argument("--channels", type=int, default=3, help="input channels (default 3: CIFAR-like)")
     args = parser.parse_args(argv)
-    if args.command == "topology":
+    if args.command == "topology-backends":
+        print_topology_backends(run_topology_backends(args.n, args.data, args.workers, args.shard_size, args.engine))
+    elif args.command == "ddp":
+        print_ddp(run_ddp(args.arch, args.batch, args.steps, args.processes, args.channels))
+    elif args.command == "topology":
         if args.n < 1:
             parser.error("--n must be >= 1")
         print_topology(run_topology(args.n, args.data, args.repeat))

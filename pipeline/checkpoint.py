@@ -16,12 +16,23 @@ MODEL_KEYS = ("arch", "in_channels", "num_classes", "dims", "input_key")
 
 
 def atomic_save(payload: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file, then rename: a kill never leaves a half-written file."""
+    """torch.save to a temporary file, then rename: a kill never leaves a half-written file.
+
+    The temporary file (`<name>.tmp`, never read by anything) is flushed to disk before the
+    rename and removed when saving fails, so the previous file at `path` stays intact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> None:

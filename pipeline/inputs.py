@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pipeline.errors import DataError
 from pipeline.store import SPLITS, read_split, split_path
 
 
@@ -74,7 +75,7 @@ def load_inputs(prepared_dir: str | Path | None = None, topology_dir: str | Path
             splits[split][key] = torch.from_numpy(np.ascontiguousarray(arrays[array]))
             labels = torch.from_numpy(arrays["y"].astype(np.int64))
             if "y" in splits[split] and not torch.equal(splits[split]["y"], labels):
-                raise ValueError(f"{directory}/{split}: labels differ from the prepared store's; "
+                raise DataError(f"{directory}/{split}: labels differ from the prepared store's; "
                                  "re-run the topology stage")
             splits[split]["y"] = labels
         normalizers[key] = Normalizer(attrs["mean"], attrs["std"])

@@ -129,6 +129,7 @@ class TrainParams(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)
+    nproc: int = Field(1, gt=0)  # processes (ranks) on this node; > 1 relaunches under torchrun
 
     @model_validator(mode="after")
     def _milestones(self) -> "TrainParams":

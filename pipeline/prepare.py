@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.data import Dataset, load_dataset
+from pipeline import locations
 from pipeline.errors import DataError
 from pipeline.remote import local_root
 from pipeline.store import SPLITS, split_path, write_json, write_split
@@ -53,8 +54,9 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
         "std": std,
     }
     summary: dict[str, Any] = {**attrs, "splits": {}}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = locations.as_location(out_dir)  # a folder, or an fsspec URL (pipeline.locations)
+    if not locations.is_url(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         data = dataset.splits[split]
         write_split(split_path(out_dir, split), {"x": data.x, "y": data.y.astype(np.int64)},
@@ -64,5 +66,5 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
                                     "dtype": str(data.x.dtype), "per_class": counts.tolist()}
     skipped = getattr(dataset, "skipped", [])
     summary["skipped_files"] = list(skipped)
-    write_json(out_dir / "summary.json", summary)
+    write_json(locations.join(out_dir, "summary.json"), summary)
     return summary

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline.checkpoint import load_model
 from pipeline.distill import build_method
+from pipeline.errors import CheckpointError
 from pipeline.inputs import Inputs, load_inputs
 from pipeline.models import build_model
 from pipeline.params import Params, section
@@ -41,7 +42,7 @@ def _spec(name: str, meta: dict[str, Any], *identity: Any) -> RunSpec:
 
 
 def _train_alone(name: str, arch: str, input_key: str, inputs: Inputs, params: Params,
-                 store: Path, progress: bool) -> dict[str, Any]:
+                 store: Path, progress: bool, stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Train one model from scratch on its own input with cross-entropy (teachers, scratch)."""
     train_cfg = section(params, "train")
     seed_everything(train_cfg["seed"])
@@ -51,22 +52,26 @@ def _train_alone(name: str, arch: str, input_key: str, inputs: Inputs, params: P
     method = build_method("scratch", model, {}, {}, input_key=input_key).to(device)
     spec = _spec(name, meta, train_cfg, input_identity(store))
     return fit(method, inputs.to(device), train_cfg, spec, keys=(input_key,), device=device,
-               progress=progress)
+               progress=progress, stop_after_epoch=stop_after_epoch)
 
 
-def train_teacher(kind: str, params: Params, progress: bool = True) -> dict[str, Any]:
+def train_teacher(kind: str, params: Params, progress: bool = True,
+                  stop_after_epoch: int | None = None) -> dict[str, Any]:
     """Teacher 1 (`image`, raw inputs) or teacher 2 (`topology`, persistence images)."""
     input_key = TEACHER_INPUT[kind]
     store = PREPARED if input_key == "x" else TOPOLOGY
     inputs = load_inputs(prepared_dir=store) if input_key == "x" else load_inputs(topology_dir=store)
     arch = getattr(params.models, f"teacher_{kind}")
-    return _train_alone(f"teacher_{kind}", arch, input_key, inputs, params, store, progress)
+    return _train_alone(f"teacher_{kind}", arch, input_key, inputs, params, store, progress,
+                        stop_after_epoch)
 
 
-def train_student(params: Params, progress: bool = True) -> dict[str, Any]:
+def train_student(params: Params, progress: bool = True,
+                  stop_after_epoch: int | None = None) -> dict[str, Any]:
     """The student trained from scratch: the baseline and the distilled students' initialisation."""
     inputs = load_inputs(prepared_dir=PREPARED)
-    return _train_alone("scratch", params.models.student, "x", inputs, params, PREPARED, progress)
+    return _train_alone("scratch", params.models.student, "x", inputs, params, PREPARED, progress,
+                        stop_after_epoch)
 
 
 def load_teachers(params: Params) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -78,7 +83,8 @@ def load_teachers(params: Params) -> dict[str, tuple[Any, dict[str, Any]]]:
     return teachers
 
 
-def distill(method_name: str, params: Params, progress: bool = True) -> dict[str, Any]:
+def distill(method_name: str, params: Params, progress: bool = True,
+            stop_after_epoch: int | None = None) -> dict[str, Any]:
     """A student distilled from the frozen teachers with `method_name` (kd, sp, tgd, tpkd, ...)."""
     train_cfg, distill_cfg = section(params, "train"), section(params, "distill")
     seed_everything(train_cfg["seed"])
@@ -89,7 +95,7 @@ def distill(method_name: str, params: Params, progress: bool = True) -> dict[str
     for kind, (teacher, teacher_meta) in teachers.items():
         wanted = meta["num_classes"]
         if teacher_meta["num_classes"] != wanted:
-            raise ValueError(f"{MODELS / f'teacher_{kind}'}: teacher has {teacher_meta['num_classes']} "
+            raise CheckpointError(f"{MODELS / f'teacher_{kind}'}: teacher has {teacher_meta['num_classes']} "
                              f"classes, the data {wanted}; re-run train_teacher@{kind}")
     student = build_model(meta["arch"], meta["in_channels"], meta["num_classes"], dims=meta["dims"])
     init = "random"
@@ -105,4 +111,4 @@ def distill(method_name: str, params: Params, progress: bool = True) -> dict[str
     spec = _spec(method_name, {**meta, "method": method_name, "init": init},
                  train_cfg, distill_cfg, teacher_ids, input_identity(PREPARED), input_identity(TOPOLOGY))
     return fit(method.to(device), inputs.to(device), train_cfg, spec, keys=keys, device=device,
-               progress=progress)
+               progress=progress, stop_after_epoch=stop_after_epoch)

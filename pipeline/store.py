@@ -103,8 +103,12 @@ def write_json(path: str | Path, payload: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # never leave a temporary file in a stage's output
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,7 +9,12 @@ outputs before a stage runs). A shard counts as done only once its marker file e
 marker is written, atomically, after the shard itself; a shard written halfway by a killed run
 therefore has no marker and is recomputed. The staging folder carries a fingerprint of the
 recipe and of the input stores, so work from another recipe or input is never reused. When every
-shard is done the stores move into the output folder in one rename each.
+shard is done the stores are published into the output folder: each split is assembled in
+`<split>.zarr.partial` from hard links to the staged shard files (copies where linking fails;
+zarr's own `*.partial` temporaries of a killed write are left out), its attributes are written,
+and it is renamed into place. The staging folder stays intact until every split and stats.json
+are published, so a kill during publishing (after which DVC deletes the half-made output) costs
+only the publishing, never the computed shards.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from pipeline.errors import TopologyError
-from pipeline.store import (SPLITS, create_array, create_group, open_split, shard_slices,
+from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
                             split_path, tree_digest, write_json)
 from pipeline.topology import persistence_images, signal_persistence_images
 
@@ -40,20 +45,33 @@ def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
     return dict(cfg[modality])
 
 
-def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, Any]) -> np.ndarray:
-    """Persistence images of one block of samples; NaN or inf is an error, never stored."""
+def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, Any],
+                  first: int = 0) -> np.ndarray:
+    """Persistence images of one block of samples; NaN or inf is an error, never stored.
+
+    `first` is the index of the block's first sample in its split, so that an error names the
+    culprit samples by their index in the store.
+    """
     if modality == "image":
         pis = persistence_images(x, engine=engine, **recipe)
     else:
         pis = signal_persistence_images(x, engine=engine, **recipe)
+    pis = np.asarray(pis)
     if not np.isfinite(pis).all():
-        bad = np.unique(np.nonzero(~np.isfinite(pis))[0])
-        raise TopologyError(f"non-finite persistence images for samples {bad[:10].tolist()} of this block")
+        bad = (np.unique(np.nonzero(~np.isfinite(pis.reshape(len(pis), -1)))[0]) + first).tolist()
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise TopologyError(f"non-finite (NaN or inf) persistence images for samples {bad[:10]}{more} "
+                            f"(engine {engine}); nothing was stored for them")
     return pis
 
 
 def _marker(staging: Path, split: str, index: int) -> Path:
     return staging / "done" / f"{split}-{index:06d}"
+
+
+def _done_markers(staging: Path) -> list[Path]:
+    """Finished shards' markers (a marker's temporary file does not count)."""
+    return [p for p in (staging / "done").glob("*-*") if p.suffix != ".tmp"]
 
 
 def _run_task(source: str, target: str, staging: str, split: str, shards: list[tuple[int, int, int]],
@@ -63,9 +81,13 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
     pis = zarr.open_array(str(Path(target) / "pis"), mode="r+")
     for index, start, stop in shards:
         try:
-            block = compute_block(x[start:stop], modality, engine, recipe)
+            block = compute_block(x[start:stop], modality, engine, recipe, first=start)
         except TopologyError as error:
-            raise TopologyError(f"{source} samples {start}..{stop - 1}: {error}") from None
+            raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
+        # A shard without a marker may hold a killed run's bytes: never let zarr read them back
+        # (it merges a write that does not cover a whole shard, the split's last one, into them).
+        shard_file = Path(target) / "pis" / pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1))
+        shard_file.unlink(missing_ok=True)
         pis[start:stop] = block
         marker = _marker(Path(staging), split, index)
         tmp = marker.with_suffix(".tmp")
@@ -102,15 +124,17 @@ def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str
 
 def _prepare_staging(staging: Path, print_fn, stamp: str) -> None:
     stamp_file = staging / "fingerprint"
-    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp:
-        done = len(list((staging / "done").glob("*-*")))
+    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp and (staging / "done").is_dir():
+        done = len(_done_markers(staging))
         print_fn(f"resuming from {staging}: {done} shards already done")
         return
     if staging.exists():
         print_fn(f"discarding {staging}: it holds work for another recipe or input")
         shutil.rmtree(staging)
     (staging / "done").mkdir(parents=True)
-    stamp_file.write_text(stamp + "\n")
+    tmp = stamp_file.with_name(stamp_file.name + ".tmp")
+    tmp.write_text(stamp + "\n")
+    os.replace(tmp, stamp_file)  # written last: a staging folder without it is never resumed
 
 
 def _create_split(source: zarr.Group, target: Path, n_channels_out: int, resolution: int) -> None:
@@ -118,6 +142,7 @@ def _create_split(source: zarr.Group, target: Path, n_channels_out: int, resolut
     created = target.parent / f"created-{target.stem}"
     if created.is_file():
         return
+    shutil.rmtree(target, ignore_errors=True)  # a skeleton half-made by a killed run
     x = source["x"]
     group = create_group(target)
     create_array(group, "pis", (x.shape[0], n_channels_out, resolution, resolution), np.float32,
@@ -153,7 +178,10 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     engine = cfg["engine"]
     _prepare_staging(staging, print_fn, fingerprint(prepared_dir, modality, engine, recipe))
 
-    probe = compute_block(sources["train"]["x"][:1], modality, engine, recipe)
+    try:
+        probe = compute_block(sources["train"]["x"][:1], modality, engine, recipe)
+    except TopologyError as error:
+        raise TopologyError(f"{split_path(prepared_dir, 'train')}: {error}") from None
     tasks, total = [], 0
     for split, source in sources.items():
         target = split_path(staging, split)
@@ -177,18 +205,54 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
                     bar.update(count)
     seconds = time.perf_counter() - started
 
+    missing = [f"{split}-{i:06d}" for split, source in sources.items()
+               for i in range(len(shard_slices(source["x"].shape[0], source["x"].shards[0])))
+               if not _marker(staging, split, i).is_file()]
+    if missing:  # every task returned, so this is a bug, never a state to publish
+        raise TopologyError(f"{staging}: shards {missing[:5]} have no done marker after the run")
     mean, std = channel_mean_std(zarr.open_array(str(split_path(staging, "train") / "pis"), mode="r"))
+    if not np.isfinite(mean + std).all():
+        raise TopologyError(f"{split_path(staging, 'train')}: non-finite persistence-image statistics")
     attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,
              "classes": sources["train"].attrs["classes"], "dataset": sources["train"].attrs["dataset"]}
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "stats.json").unlink(missing_ok=True)  # written last: the mark of a complete output
     for split in SPLITS:
-        group = zarr.open_group(str(split_path(staging, split)), mode="r+")
-        group.attrs.update({**attrs, "split": split})
-        shutil.rmtree(split_path(out_dir, split), ignore_errors=True)
-        os.replace(split_path(staging, split), split_path(out_dir, split))
+        _publish(split_path(staging, split), split_path(out_dir, split), {**attrs, "split": split})
     summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3),
                "shape": list(probe.shape[1:])}
     write_json(out_dir / "stats.json", {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
                                         "modality": modality, "engine": engine, "recipe": recipe})
     shutil.rmtree(staging)
     return summary
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(source, target)
+
+
+def _publish(staged: Path, target: Path, attrs: dict[str, Any]) -> None:
+    """Assemble a finished staged store at `target` without consuming the staged copy.
+
+    Shard files are hard-linked (zarr replaces files by rename, never rewrites them in place);
+    metadata files are copied, because the attributes are then written into the copy only.
+    """
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for directory, _, files in os.walk(staged):
+        folder = partial / Path(directory).relative_to(staged)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if name.endswith(".partial"):  # zarr's temporary file of a write that was killed
+                continue
+            source = os.path.join(directory, name)
+            if name == "zarr.json":
+                shutil.copyfile(source, folder / name)
+            else:
+                _link_or_copy(source, str(folder / name))
+    zarr.open_group(str(partial), mode="r+", zarr_format=3).attrs.update(_jsonable(attrs))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)

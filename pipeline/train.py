@@ -5,13 +5,16 @@ logits and a dict of named, already weighted losses; the loop sums them, steps t
 and logs each name per epoch with DVCLive.
 
 Reproducible and resumable: shuffling and augmentation draw from a generator seeded by
-(seed, epoch), so an epoch's batches do not depend on earlier epochs; after each epoch the whole
-state (weights, optimiser, schedule, history) is saved atomically to a resume file outside the
-stage's outputs. A killed stage restarts from its last finished epoch and ends with the same
-weights as an uninterrupted CPU run.
+(seed, epoch), and the global RNGs (dropout, anything a method draws) are re-seeded from
+(seed, epoch) at the start of every epoch, so an epoch does not depend on how earlier epochs
+ran; after each epoch the whole state (weights, optimiser, schedule, history, the best epoch's
+weights) is saved atomically to a resume file outside the stage's outputs. A killed stage
+restarts from its last finished epoch, rewrites the checkpoints DVC deleted meanwhile, and ends
+with the same weights, checkpoints and logs as an uninterrupted CPU run.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -25,11 +28,19 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from pipeline.checkpoint import atomic_save, save_checkpoint
-from pipeline.errors import CheckpointError
+from pipeline.errors import CheckpointError, PipelineError
 from pipeline.inputs import Inputs, to_unit
 from pipeline.store import write_json
 
 RESUME_DIR = Path("data/.resume")
+
+
+# What a resume file holds (besides its fingerprint).
+RESUME_KEYS = ("epoch", "history", "best_acc", "best", "last_meta", "method", "optimizer", "scheduler")
+
+
+class TrainingError(PipelineError, FloatingPointError):
+    """Training diverged (non-finite loss): fixable by params, reported as one line."""
 
 
 def select_device(name: str) -> torch.device:
@@ -53,11 +64,45 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """Shuffling and augmentation randomness of one epoch, independent of earlier epochs."""
     generator = torch.Generator(device="cpu")
-    generator.manual_seed(seed * 100_003 + epoch)
+    generator.manual_seed(epoch_seed(seed, epoch))
     return generator
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Re-seed the global RNGs (dropout, random draws inside methods) for one epoch, so that a
+    run resumed at this epoch draws exactly what an uninterrupted run draws."""
+    value = epoch_seed(seed, epoch) + 1  # distinct from the shuffling generator's stream
+    random.seed(value)
+    np.random.seed(value % 2**32)
+    torch.manual_seed(value)
+
+
+def _load_resume(resume_path: Path, spec: "RunSpec") -> dict[str, Any] | None:
+    """The resume state at `resume_path` if it belongs to this run; None (and why) otherwise."""
+    if not resume_path.is_file():
+        return None
+    try:
+        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file: never trusted, never fatal
+        print(f"{spec.name}: ignoring {resume_path}, starting at epoch 1 "
+              f"(unreadable: {type(error).__name__})")
+        return None
+    if not isinstance(state, dict) or state.get("fingerprint") != spec.fingerprint:
+        print(f"{spec.name}: ignoring {resume_path}, starting at epoch 1 "
+              f"(it belongs to other params, architecture or inputs)")
+        return None
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        print(f"{spec.name}: ignoring {resume_path}, starting at epoch 1 (an older format: no {missing})")
+        return None
+    return state
 
 
 def augment_images(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
@@ -145,16 +190,26 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
     resume_path = Path(resume_dir) / f"{spec.name}.pt"
     history: list[dict[str, float]] = []
     best_acc, start_epoch = -1.0, 0
-    if resume_path.is_file():
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") == spec.fingerprint:
+    best: dict[str, Any] | None = None  # the best epoch's {"meta", "state_dict"}
+    state = _load_resume(resume_path, spec)
+    if state is not None:
+        try:
             method.load_state_dict(state["method"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             history, best_acc, start_epoch = state["history"], state["best_acc"], state["epoch"] + 1
-            print(f"{spec.name}: resuming after epoch {start_epoch} from {resume_path}")
-        else:
-            print(f"{spec.name}: ignoring {resume_path} (it belongs to other params or inputs)")
+            best, last_meta = state["best"], state["last_meta"]
+        except (RuntimeError, ValueError) as error:
+            raise CheckpointError(f"{resume_path}: resume state does not fit this run "
+                                  f"({type(error).__name__}: {str(error).splitlines()[0]}); "
+                                  "delete it to start over") from None
+        print(f"{spec.name}: resuming after epoch {start_epoch} from {resume_path}")
+        # DVC deleted the stage's outputs before this run: restore the finished epochs' ones.
+        save_checkpoint(spec.out_dir / "last.pt", student, last_meta)
+        best_model = copy.deepcopy(student)  # saved from a model, byte-identical to the original
+        best_model.load_state_dict(best["state_dict"])
+        save_checkpoint(spec.out_dir / "best.pt", best_model, best["meta"])
+        del best_model
 
     live = _open_live(spec.live_dir)
     for past in history:  # DVC cleared the live folder: replay the finished epochs' logs
@@ -166,6 +221,7 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
     n = len(inputs.splits["train"]["y"])
     epochs = range(start_epoch, cfg["epochs"])
     for epoch in tqdm(epochs, desc=spec.name, unit="epoch", disable=not progress):
+        seed_epoch(cfg["seed"], epoch)
         generator = epoch_generator(cfg["seed"], epoch)
         order = torch.randperm(n, generator=generator)
         augment = (lambda x: augment_images(x, generator)) if do_augment else None  # noqa: E731
@@ -178,8 +234,8 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
             logits, losses = method(batch)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{spec.name}: loss became {loss.item()} at epoch {epoch + 1}; "
-                                         "lower train.lr or the distill weights")
+                raise TrainingError(f"{spec.name}: loss became {loss.item()} at epoch {epoch + 1}; "
+                                    "lower train.lr or the distill weights")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -202,9 +258,11 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         save_checkpoint(spec.out_dir / "last.pt", student, meta)
         if acc > best_acc:
             best_acc = acc
+            best = {"meta": meta, "state_dict": {k: v.detach().clone() for k, v in student.state_dict().items()}}
             save_checkpoint(spec.out_dir / "best.pt", student, meta)
         atomic_save({"fingerprint": spec.fingerprint, "epoch": epoch, "history": history,
-                     "best_acc": best_acc, "method": method.state_dict(),
+                     "best_acc": best_acc, "best": best, "last_meta": meta,
+                     "method": method.state_dict(),
                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                     resume_path)
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:

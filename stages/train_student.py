@@ -1,11 +1,10 @@
 """Stage `train_student`: the student from scratch (baseline and the distilled students' start)."""
-from pipeline.params import load_params
 from pipeline.runs import train_student
-from stages._cli import run
+from stages._cli import report, run, training_params
 
 
 def main() -> None:
-    print(train_student(load_params()))
+    report(train_student(training_params("stages.train_student")))
 
 
 if __name__ == "__main__":

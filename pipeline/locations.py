@@ -1,0 +1,159 @@
+"""Artifact locations: a local path, or an fsspec URL (s3://, gs://, memory://, file://, ...).
+
+Local paths (str or Path without a protocol) keep the pathlib/os code paths of pipeline.store
+and pipeline.topology_job untouched: atomic renames, hard links, byte-identical outputs. A URL
+goes through fsspec's file-system operations and zarr's FsspecStore, so a cluster's workers can
+share stores on object storage. Object stores have no atomic rename of a folder: there a store
+is written in `<name>.partial` and moved into place (a server-side copy), and a marker file is
+written in one PUT (atomic per object).
+
+`file://` URLs deliberately take the fsspec route too (not the local one): they stand in for an
+object store in tests and on a shared network file system. For plain local work use a path.
+"""
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+Location = "str | Path"  # documentation only: a local path, or a URL string
+
+
+def is_url(location: Any) -> bool:
+    """True for an fsspec URL (`proto://...` or a chained `a::b://...`), False for a local path."""
+    return isinstance(location, str) and ("://" in location or "::" in location)
+
+
+def as_location(location: str | Path) -> str | Path:
+    """A URL stays a string (pathlib would fold its `//`); anything else becomes a Path."""
+    return location if is_url(location) else Path(location)
+
+
+def join(base: str | Path, *names: str) -> str | Path:
+    """`base / name / ...` for a path or a URL."""
+    if is_url(base):
+        return "/".join([str(base).rstrip("/"), *names])
+    return Path(base, *names)
+
+
+def name(location: str | Path) -> str:
+    return posixpath.basename(str(location).rstrip("/")) if is_url(location) else Path(location).name
+
+
+def _storage_options(url: str) -> dict[str, Any]:
+    protocol = fsspec.core.split_protocol(url)[0]
+    # The local file system does not create parent folders on write unless told to.
+    return {"auto_mkdir": True} if protocol in ("file", "local") else {}
+
+
+def filesystem(url: str):
+    """(fsspec file system, path inside it) of a URL."""
+    return fsspec.core.url_to_fs(url, **_storage_options(url))
+
+
+def zarr_store(location: str | Path, read_only: bool = False):
+    """What zarr opens: a local path as a string (zarr's LocalStore), a URL as an FsspecStore."""
+    if not is_url(location):
+        return str(location)
+    from zarr.storage import FsspecStore
+
+    return FsspecStore.from_url(location, storage_options=_storage_options(location),
+                                read_only=read_only)
+
+
+# -- file-system operations on URLs (callers keep their pathlib code for local paths) ----------
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.exists(path)
+
+
+def is_file(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.isfile(path)
+
+
+def is_dir(url: str) -> bool:
+    fs, path = filesystem(url)
+    return fs.isdir(path)
+
+
+def read_text(url: str) -> str:
+    fs, path = filesystem(url)
+    return fs.cat_file(path).decode()
+
+
+def write_text(url: str, text: str) -> None:
+    """One PUT: an object appears whole or not at all on object stores."""
+    fs, path = filesystem(url)
+    fs.pipe_file(path, text.encode())
+
+
+def remove(url: str) -> None:
+    """Delete a file if it is there."""
+    fs, path = filesystem(url)
+    if fs.isfile(path):
+        fs.rm_file(path)
+
+
+def rmtree(url: str) -> None:
+    """Delete a folder (a key prefix) if it is there."""
+    fs, path = filesystem(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def makedirs(url: str) -> None:
+    fs, path = filesystem(url)
+    fs.makedirs(path, exist_ok=True)
+
+
+def listdir(url: str) -> list[str]:
+    """Names of the files directly in a folder ([] when there is none)."""
+    fs, path = filesystem(url)
+    if not fs.isdir(path):
+        return []
+    return sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)
+                  if fs.isfile(p))
+
+
+def files(url: str) -> list[str]:
+    """Every file under a folder, as paths relative to it with `/` separators, sorted."""
+    fs, path = filesystem(url)
+    root = path.rstrip("/")
+    return sorted(posixpath.relpath(p, root) for p in fs.find(root))
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return fs.cat_file(path)
+
+
+def copytree(source: str, target: str, skip_suffix: str | None = None) -> None:
+    """Copy every file of folder `source` to folder `target` (same file system)."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    for rel in files(source):
+        if skip_suffix and rel.endswith(skip_suffix):
+            continue
+        fs.copy(f"{src.rstrip('/')}/{rel}", f"{dst.rstrip('/')}/{rel}")
+
+
+def move(source: str, target: str) -> None:
+    """Move a folder into place (a rename on file systems, copy + delete on object stores)."""
+    fs, src = filesystem(source)
+    _, dst = filesystem(target)
+    if "file" in ((fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol):
+        fs.mv(src, dst, recursive=True)  # a rename
+    else:
+        copytree(source, target)
+        rmtree(source)
+
+
+def parent(location: str | Path) -> str | Path:
+    """The folder holding a location."""
+    if is_url(location):
+        return str(location).rstrip("/").rsplit("/", 1)[0]
+    return Path(location).parent

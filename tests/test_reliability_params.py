@@ -1,0 +1,48 @@
+"""Every stage command validates params.yaml before any work: a bad key is one clear stderr line
+and exit status 1, never a traceback, and nothing is written."""
+import os
+import subprocess
+import sys
+
+import yaml
+
+from conftest import REPO, tiny_params
+
+STAGES = {  # command -> (a bad edit of params.yaml, what the error line must name)
+    "prepare": (("data", "shard_sise", 64), "data.shard_sise: unknown key"),
+    "topology": (("topology", "image", "resolutoin", 50), "topology.image.resolutoin: unknown key"),
+    "train_teacher image": (("train", "epochs", "five"), "train.epochs='five'"),
+    "train_student": (("train", "lr", -1.0), "train.lr=-1.0"),
+    "distill kd": (("distill", "alpha", 1.5), "distill.alpha=1.5"),
+    "evaluate": (("evaluate", "checkpoint", "newest"), "evaluate.checkpoint='newest'"),
+}
+
+
+def _edit(raw: dict, path: tuple) -> dict:
+    *keys, last, value = path
+    node = raw
+    for key in keys:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+def test_every_stage_rejects_bad_params_before_work(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    running = {}
+    for command, (edit, _) in STAGES.items():
+        folder = tmp_path / command.replace(" ", "_")
+        folder.mkdir()
+        (folder / "params.yaml").write_text(yaml.safe_dump(_edit(tiny_params(), edit), sort_keys=False))
+        running[command] = (folder, subprocess.Popen(
+            [sys.executable, "-m", f"stages.{command.split()[0]}", *command.split()[1:]],
+            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for command, (folder, process) in running.items():
+        out, err = process.communicate(timeout=180)
+        expected = STAGES[command][1]
+        assert process.returncode == 1, (command, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: params.yaml: "), (command, err)
+        assert expected in lines[0], (command, lines[0])
+        assert "Traceback" not in err and out == ""
+        assert sorted(p.name for p in folder.iterdir()) == ["params.yaml"], command  # no work done

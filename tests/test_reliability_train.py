@@ -1,0 +1,209 @@
+"""Training stages resume after a kill with the same weights, checkpoints and logs as an
+uninterrupted CPU run; checkpoints are written atomically; foreign resume files are ignored."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import pipeline.checkpoint as checkpoint
+from conftest import REPO, tiny_params
+from pipeline.checkpoint import load_model, read_checkpoint, save_checkpoint
+from pipeline.models import build_model
+from pipeline.params import section, validate
+from pipeline.prepare import prepare
+from pipeline.runs import train_student
+from pipeline.store import tree_digest
+
+SCRATCH = Path("data/models/scratch")
+LIVE = Path("data/live/scratch")
+RESUME = Path("data/.resume/scratch.pt")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("prepared")
+    prepare(section(validate(tiny_params()), "data"), root / "prepared")
+    return root / "prepared"
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """CPU results are bit-identical for a fixed number of threads; the subprocesses use one
+    (and on a small shared machine one thread is also the fastest)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _enter(root: Path, prepared: Path, monkeypatch, **overrides) -> Path:
+    """A workspace with the shared prepared data and params; the current directory."""
+    (root / "data").mkdir(parents=True)
+    shutil.copytree(prepared, root / "data" / "prepared")
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(**overrides), sort_keys=False))
+    monkeypatch.chdir(root)
+    return root
+
+
+def _params(**overrides):
+    return validate(tiny_params(**overrides))
+
+
+def _weights(path: Path) -> dict:
+    return read_checkpoint(path)["state_dict"]
+
+
+def _assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def _live_history(root: Path) -> dict:
+    return {p.name: p.read_text() for p in sorted((root / LIVE / "plots" / "metrics").glob("*.tsv"))}
+
+
+def test_stopped_then_resumed_equals_uninterrupted(tmp_path, prepared, monkeypatch, capsys):
+    params = _params(**{"train.epochs": 3})
+    whole = _enter(tmp_path / "whole", prepared, monkeypatch, **{"train.epochs": 3})
+    summary = train_student(params, progress=False)
+    assert not RESUME.exists()  # a finished run leaves no resume file
+
+    parts = _enter(tmp_path / "parts", prepared, monkeypatch, **{"train.epochs": 3})
+    assert train_student(params, progress=False, stop_after_epoch=1) == {"stopped_after_epoch": 1}
+    assert RESUME.is_file() and not list(RESUME.parent.glob("*.tmp"))
+    shutil.rmtree("data/models")  # DVC deletes a stage's outputs before it runs again
+    shutil.rmtree("data/live")
+    capsys.readouterr()
+    assert train_student(params, progress=False) == summary
+    assert "scratch: resuming after epoch 1" in capsys.readouterr().out
+
+    for name in ("last.pt", "best.pt"):
+        _assert_same_weights(whole / SCRATCH / name, parts / SCRATCH / name)
+    assert _live_history(whole) == _live_history(parts)
+    # The stage's outputs, checkpoints and DVCLive logs included, are byte-identical.
+    assert tree_digest(whole / SCRATCH) == tree_digest(parts / SCRATCH)
+    assert tree_digest(whole / LIVE) == tree_digest(parts / LIVE)
+    assert not (parts / RESUME).exists()
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkeypatch):
+    overrides = {"train.epochs": 3}
+    ws = _enter(tmp_path / "killed", prepared, monkeypatch, **overrides)
+    # The real stage, each resume-file save followed by a pause long enough to be killed in.
+    code = ("import runpy, time\n"
+            "import pipeline.train as train\n"
+            "save = train.atomic_save\n"
+            "def slow(payload, path):\n"
+            "    save(payload, path)\n"
+            "    time.sleep(30)\n"
+            "train.atomic_save = slow\n"
+            "runpy.run_module('stages.train_student', run_name='__main__', alter_sys=True)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ws, env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (ws / RESUME).is_file():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no resume file after 90 s"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (ws / SCRATCH / "summary.json").exists()
+    shutil.rmtree(ws / "data" / "models")  # as DVC does before re-running the stage
+    shutil.rmtree(ws / "data" / "live", ignore_errors=True)
+
+    rerun = subprocess.run([sys.executable, "-m", "stages.train_student"], cwd=ws, env=_env(),
+                           capture_output=True, text=True, timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "scratch: resuming after epoch 1" in rerun.stdout
+
+    whole = _enter(tmp_path / "whole", prepared, monkeypatch, **overrides)
+    train_student(_params(**overrides), progress=False)
+    for name in ("last.pt", "best.pt"):
+        _assert_same_weights(whole / SCRATCH / name, ws / SCRATCH / name)
+    assert tree_digest(whole / SCRATCH) == tree_digest(ws / SCRATCH)
+    assert tree_digest(whole / LIVE) == tree_digest(ws / LIVE)
+    assert not (ws / RESUME).exists()
+
+
+def _model_and_meta():
+    meta = {"arch": "wrn10_1", "in_channels": 1, "num_classes": 10, "dims": 2, "input_key": "x"}
+    torch.manual_seed(0)
+    return build_model("wrn10_1", 1, 10), meta
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    model, meta = _model_and_meta()
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model, {**meta, "epoch": 1})
+    before = path.read_bytes()
+
+    real_save = torch.save
+
+    def dies_mid_write(obj, handle, *args, **kwargs):
+        handle.write(b"PK\x03\x04 half a zip file")
+        raise OSError(28, "No space left on device")
+
+    with torch.no_grad():
+        for value in model.parameters():
+            value.add_(1.0)
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, model, {**meta, "epoch": 2})
+    monkeypatch.setattr(torch, "save", real_save)
+
+    assert path.read_bytes() == before  # the previous checkpoint, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left
+    _, loaded_meta = load_model(path, expect={"arch": "wrn10_1"})
+    assert loaded_meta["epoch"] == 1
+    # A stray temporary file of a killed write is never read in place of the checkpoint.
+    (tmp_path / "last.pt.tmp").write_bytes(b"garbage")
+    assert load_model(path)[1]["epoch"] == 1
+
+
+def test_foreign_or_broken_resume_file_is_ignored(tmp_path, prepared, monkeypatch, capsys):
+    seed1 = _params(**{"train.epochs": 2, "train.seed": 1})
+    seed0 = _params(**{"train.epochs": 2})
+    _enter(tmp_path / "ws", prepared, monkeypatch, **{"train.epochs": 2})
+    train_student(seed1, progress=False, stop_after_epoch=1)  # a resume file of other params
+    capsys.readouterr()
+    ignored = train_student(seed0, progress=False)
+    out = capsys.readouterr().out
+    assert "ignoring data/.resume/scratch.pt, starting at epoch 1" in out and "other params" in out
+    assert "resuming" not in out
+
+    shutil.copytree(SCRATCH, tmp_path / "first")
+    shutil.rmtree("data/models")
+    shutil.rmtree("data/live")
+    RESUME.write_bytes(b"\x00 not a torch file")  # damaged: ignored, never fatal
+    assert train_student(seed0, progress=False) == ignored
+    assert "unreadable" in capsys.readouterr().out
+    _assert_same_weights(tmp_path / "first" / "last.pt", SCRATCH / "last.pt")
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path, prepared, monkeypatch):
+    def history(name: str, seed: int) -> dict:
+        _enter(tmp_path / name, prepared, monkeypatch)
+        train_student(_params(**{"train.seed": seed}), progress=False)
+        return {**_live_history(tmp_path / name),
+                "metrics.json": json.loads((tmp_path / name / LIVE / "metrics.json").read_text())}
+
+    first, again, other = history("a", 0), history("b", 0), history("c", 1)
+    assert first == again
+    assert first["scratch_loss_ce.tsv"] != other["scratch_loss_ce.tsv"]
