@@ -151,8 +151,13 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module | None:
     """`model` in DistributedDataParallel when distributed; None otherwise."""
     if not context().active:
         return None
+    import warnings
+
     from torch.nn.parallel import DistributedDataParallel
 
+    # 1x1 convolutions' gradients come channels-last while DDP's buckets are contiguous: DDP
+    # copies them (correct, slightly slower); the warning says just that, once per process.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ids = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)

@@ -45,7 +45,7 @@ def name(location: str | Path) -> str:
 def _storage_options(url: str) -> dict[str, Any]:
     protocol = fsspec.core.split_protocol(url)[0]
     # The local file system does not create parent folders on write unless told to.
-    return {"auto_mkdir": True} if protocol in ("file", "local") else {}
+    return {"auto_mkdir": True} if protocol in (None, "file", "local") else {}
 
 
 def filesystem(url: str):
@@ -135,7 +135,8 @@ def copytree(source: str, target: str, skip_suffix: str | None = None) -> None:
     """Copy every file of folder `source` to folder `target` (same file system)."""
     fs, src = filesystem(source)
     _, dst = filesystem(target)
-    for rel in files(source):
+    # The top-level zarr.json last: a copy cut short never looks like a complete zarr store.
+    for rel in sorted(files(source), key=lambda r: (r == "zarr.json", r)):
         if skip_suffix and rel.endswith(skip_suffix):
             continue
         fs.copy(f"{src.rstrip('/')}/{rel}", f"{dst.rstrip('/')}/{rel}")

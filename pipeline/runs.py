@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline import distributed
 from pipeline.checkpoint import load_model
 from pipeline.distill import build_method
 from pipeline.errors import CheckpointError
@@ -37,8 +38,17 @@ def model_meta(arch: str, inputs: Inputs, input_key: str) -> dict[str, Any]:
 
 
 def _spec(name: str, meta: dict[str, Any], *identity: Any) -> RunSpec:
+    world = distributed.context().world_size
+    if world > 1:  # a data-parallel run's weights differ from one process's: never resume across
+        identity = (*identity, {"world_size": world})
     return RunSpec(name=name, model_meta=meta, out_dir=MODELS / name, live_dir=LIVE / name,
                    fingerprint=fingerprint(meta, *identity))
+
+
+def _device(train_cfg: dict[str, Any]):
+    """The training device; under torchrun, joins the process group first (nccl on GPUs, one
+    GPU per local rank; gloo on CPU). A single process is untouched."""
+    return distributed.setup(select_device(train_cfg["device"]))
 
 
 def _train_alone(name: str, arch: str, input_key: str, inputs: Inputs, params: Params,
@@ -46,7 +56,7 @@ def _train_alone(name: str, arch: str, input_key: str, inputs: Inputs, params: P
     """Train one model from scratch on its own input with cross-entropy (teachers, scratch)."""
     train_cfg = section(params, "train")
     seed_everything(train_cfg["seed"])
-    device = select_device(train_cfg["device"])
+    device = _device(train_cfg)
     meta = model_meta(arch, inputs, input_key)
     model = build_model(arch, meta["in_channels"], meta["num_classes"], dims=meta["dims"])
     method = build_method("scratch", model, {}, {}, input_key=input_key).to(device)
@@ -88,7 +98,7 @@ def distill(method_name: str, params: Params, progress: bool = True,
     """A student distilled from the frozen teachers with `method_name` (kd, sp, tgd, tpkd, ...)."""
     train_cfg, distill_cfg = section(params, "train"), section(params, "distill")
     seed_everything(train_cfg["seed"])
-    device = select_device(train_cfg["device"])
+    device = _device(train_cfg)
     inputs = load_inputs(prepared_dir=PREPARED, topology_dir=TOPOLOGY)
     teachers = load_teachers(params)
     meta = model_meta(params.models.student, inputs, "x")

@@ -5,6 +5,10 @@ is the sample. Arrays are sharded along that axis (`shard_size` samples per file
 50,000 samples is a handful of files and `dvc status` stays fast (DESIGN.md). Zarr rewrites a
 whole shard when any part of it is written, so parallel writers must each own whole shards:
 arrays are created once by the parent and workers write `shard_slices` of them.
+
+Every location here is a local path or an fsspec URL (pipeline.locations): local paths keep
+their pathlib code (atomic renames), URLs go through fsspec and zarr's FsspecStore and give the
+same files, byte for byte.
 """
 from __future__ import annotations
 
@@ -18,13 +22,17 @@ from typing import Any, Iterable
 import numpy as np
 import zarr
 
+from pipeline import locations
 from pipeline.errors import DataError
 
 SPLITS = ("train", "test")
 CHUNK_SAMPLES = 256  # inner chunk: small enough for partial reads, large enough to compress well
 
 
-def split_path(directory: str | Path, split: str) -> Path:
+def split_path(directory: str | Path, split: str) -> Path | str:
+    """`<directory>/<split>.zarr`: a Path, or a URL string for a URL directory."""
+    if locations.is_url(directory):
+        return locations.join(directory, f"{split}.zarr")
     return Path(directory) / f"{split}.zarr"
 
 
@@ -34,7 +42,7 @@ def shard_slices(n: int, shard_size: int) -> list[slice]:
 
 
 def create_group(path: str | Path, attrs: dict[str, Any] | None = None) -> zarr.Group:
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    group = zarr.open_group(locations.zarr_store(path), mode="w", zarr_format=3)
     if attrs:
         group.attrs.update(_jsonable(attrs))
     return group
@@ -56,7 +64,14 @@ def create_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: An
 
 def write_split(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
                 shard_size: int) -> None:
-    """Write a whole split at once, atomically: a crash never leaves a store that looks done."""
+    """Write a whole split at once, atomically: a crash never leaves a store that looks done.
+
+    At a URL the store is written at `<path>.partial` and then moved into place; on object
+    stores the move is a copy that writes the group's zarr.json last, so a store cut short
+    has no zarr.json and `open_split` refuses it."""
+    if locations.is_url(path):
+        _write_split_url(str(path), arrays, attrs, shard_size)
+        return
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -69,7 +84,24 @@ def write_split(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str
     os.replace(partial, path)
 
 
+def _write_split_url(url: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
+                     shard_size: int) -> None:
+    partial = url.rstrip("/") + ".partial"
+    locations.rmtree(partial)
+    group = create_group(partial, attrs)
+    for name, values in arrays.items():
+        array = create_array(group, name, values.shape, values.dtype, shard_size)
+        for part in shard_slices(len(values), array.shards[0]):
+            array[part] = values[part]
+    locations.rmtree(url)
+    locations.move(partial, url)
+
+
 def open_split(path: str | Path) -> zarr.Group:
+    if locations.is_url(path):
+        if not locations.is_file(locations.join(path, "zarr.json")):
+            raise DataError(f"{path}: no zarr store here; run the stage that produces it")
+        return zarr.open_group(locations.zarr_store(path, read_only=True), mode="r", zarr_format=3)
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise DataError(f"{path}: no zarr store here; run the stage that produces it (dvc repro)")
@@ -89,6 +121,11 @@ def read_split(path: str | Path, names: Iterable[str] | None = None) -> tuple[di
 def tree_digest(path: str | Path) -> str:
     """A content hash of every file under path: the identity of an input artifact."""
     digest = hashlib.sha256()
+    if locations.is_url(path):  # the same digest as the same files in a local folder
+        for rel in sorted(locations.files(str(path)), key=lambda r: r.split("/")):
+            digest.update(rel.encode())
+            digest.update(locations.read_bytes(locations.join(path, rel)))
+        return digest.hexdigest()
     root = Path(path)
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(root)).encode())
@@ -99,7 +136,10 @@ def tree_digest(path: str | Path) -> str:
 
 
 def write_json(path: str | Path, payload: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write JSON atomically (temporary file, then rename; at a URL one PUT)."""
+    if locations.is_url(path):
+        locations.write_text(str(path), json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -15,6 +15,13 @@ zarr's own `*.partial` temporaries of a killed write are left out), its attribut
 and it is renamed into place. The staging folder stays intact until every split and stats.json
 are published, so a kill during publishing (after which DVC deletes the half-made output) costs
 only the publishing, never the computed shards.
+
+Locations (pipeline.locations): the prepared, output and staging folders are local paths or
+fsspec URLs. Local paths are made absolute before they reach a task (a worker's current folder
+need not be the stage's), and keep the pathlib code above. With URLs the same steps go through
+fsspec: markers are single objects (one PUT), publishing copies the staged files, and a URL
+output's default staging folder is `<out_dir>.staging`, beside it, where a cluster's workers
+reach it too.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
+from pipeline import locations
 from pipeline.errors import TopologyError
 from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
                             split_path, tree_digest, write_json)
@@ -65,20 +73,45 @@ def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, A
     return pis
 
 
-def _marker(staging: Path, split: str, index: int) -> Path:
-    return staging / "done" / f"{split}-{index:06d}"
+def _marker(staging: Path | str, split: str, index: int) -> Path | str:
+    return locations.join(staging, "done", f"{split}-{index:06d}")
 
 
-def _done_markers(staging: Path) -> list[Path]:
+def _is_file(location: Path | str) -> bool:
+    return locations.is_file(location) if locations.is_url(location) else Path(location).is_file()
+
+
+def _write_marker(marker: Path | str, text: str) -> None:
+    """Atomically: a rename of a temporary file locally, one PUT at a URL."""
+    if locations.is_url(marker):
+        locations.write_text(marker, text)
+        return
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, marker)
+
+
+def _done_markers(staging: Path | str) -> list:
     """Finished shards' markers (a marker's temporary file does not count)."""
+    if locations.is_url(staging):
+        return [n for n in locations.listdir(locations.join(staging, "done"))
+                if "-" in n and not n.endswith(".tmp")]
     return [p for p in (staging / "done").glob("*-*") if p.suffix != ".tmp"]
+
+
+def _open_array(group: str | Path, name: str, mode: str) -> zarr.Array:
+    if locations.is_url(group):
+        return zarr.open_group(locations.zarr_store(group, read_only=mode == "r"), mode=mode,
+                               zarr_format=3)[name]
+    return zarr.open_array(str(Path(group) / name), mode=mode)
 
 
 def _run_task(source: str, target: str, staging: str, split: str, shards: list[tuple[int, int, int]],
               modality: str, engine: str, recipe: dict[str, Any]) -> int:
     """Compute and write whole shards, then mark each done. Runs in a worker process."""
-    x = zarr.open_array(str(Path(source) / "x"), mode="r")
-    pis = zarr.open_array(str(Path(target) / "pis"), mode="r+")
+    x = _open_array(source, "x", "r")
+    pis = _open_array(target, "pis", "r+")
+    url = locations.is_url(target)
     for index, start, stop in shards:
         try:
             block = compute_block(x[start:stop], modality, engine, recipe, first=start)
@@ -86,13 +119,13 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
             raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
         # A shard without a marker may hold a killed run's bytes: never let zarr read them back
         # (it merges a write that does not cover a whole shard, the split's last one, into them).
-        shard_file = Path(target) / "pis" / pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1))
-        shard_file.unlink(missing_ok=True)
+        key = pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1))
+        if url:
+            locations.remove(locations.join(target, "pis", key))
+        else:
+            (Path(target) / "pis" / key).unlink(missing_ok=True)
         pis[start:stop] = block
-        marker = _marker(Path(staging), split, index)
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(f"{start} {stop}\n")
-        os.replace(tmp, marker)
+        _write_marker(_marker(locations.as_location(staging), split, index), f"{start} {stop}\n")
     return sum(stop - start for _, start, stop in shards)
 
 
@@ -122,7 +155,10 @@ def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def _prepare_staging(staging: Path, print_fn, stamp: str) -> None:
+def _prepare_staging(staging: Path | str, print_fn, stamp: str) -> None:
+    if locations.is_url(staging):
+        _prepare_staging_url(staging, print_fn, stamp)
+        return
     stamp_file = staging / "fingerprint"
     if stamp_file.is_file() and stamp_file.read_text().strip() == stamp and (staging / "done").is_dir():
         done = len(_done_markers(staging))
@@ -137,19 +173,38 @@ def _prepare_staging(staging: Path, print_fn, stamp: str) -> None:
     os.replace(tmp, stamp_file)  # written last: a staging folder without it is never resumed
 
 
-def _create_split(source: zarr.Group, target: Path, n_channels_out: int, resolution: int) -> None:
-    """Create the output arrays once, in the parent, with the same shards as the input."""
-    created = target.parent / f"created-{target.stem}"
-    if created.is_file():
+def _prepare_staging_url(staging: str, print_fn, stamp: str) -> None:
+    stamp_file = locations.join(staging, "fingerprint")
+    if locations.is_file(stamp_file) and locations.read_text(stamp_file).strip() == stamp:
+        print_fn(f"resuming from {staging}: {len(_done_markers(staging))} shards already done")
         return
-    shutil.rmtree(target, ignore_errors=True)  # a skeleton half-made by a killed run
+    if locations.exists(staging):
+        print_fn(f"discarding {staging}: it holds work for another recipe or input")
+        locations.rmtree(staging)
+    locations.makedirs(locations.join(staging, "done"))
+    locations.write_text(stamp_file, stamp + "\n")  # one PUT, last: the mark of a usable staging
+
+
+def _create_split(source: zarr.Group, target: Path | str, n_channels_out: int, resolution: int) -> None:
+    """Create the output arrays once, in the parent, with the same shards as the input."""
+    url = locations.is_url(target)
+    created = locations.join(locations.parent(target), f"created-{locations.name(target)[:-len('.zarr')]}")
+    if _is_file(created):
+        return
+    if url:
+        locations.rmtree(target)
+    else:
+        shutil.rmtree(target, ignore_errors=True)  # a skeleton half-made by a killed run
     x = source["x"]
     group = create_group(target)
     create_array(group, "pis", (x.shape[0], n_channels_out, resolution, resolution), np.float32,
                  x.shards[0])
     labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
     labels[...] = source["y"][...]
-    created.touch()  # only now is the split's skeleton complete
+    if url:
+        locations.write_text(created, "")
+    else:
+        created.touch()  # only now is the split's skeleton complete
 
 
 def channel_mean_std(pis: zarr.Array) -> tuple[list[float], list[float]]:
@@ -167,11 +222,22 @@ def channel_mean_std(pis: zarr.Array) -> tuple[list[float], list[float]]:
     return mean.tolist(), std.tolist()
 
 
+def _absolute(location: str | Path) -> str | Path:
+    """A URL as it is, a local path made absolute (tasks may run in another current folder)."""
+    return location if locations.is_url(location) else Path(location).absolute()
+
+
 def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[str, Any],
-                     staging: str | Path = DEFAULT_STAGING, progress: bool = True,
+                     staging: str | Path | None = None, progress: bool = True,
                      print_fn=print) -> dict[str, Any]:
-    """Persistence images of both splits of `prepared_dir` into `out_dir`; returns a summary."""
-    prepared_dir, out_dir, staging = Path(prepared_dir), Path(out_dir), Path(staging)
+    """Persistence images of both splits of `prepared_dir` into `out_dir`; returns a summary.
+
+    Each location is a local path or an fsspec URL. `staging` defaults to
+    data/.staging/topology for a local `out_dir` and to `<out_dir>.staging` for a URL.
+    """
+    if staging is None:
+        staging = str(out_dir).rstrip("/") + ".staging" if locations.is_url(out_dir) else DEFAULT_STAGING
+    prepared_dir, out_dir, staging = (_absolute(p) for p in (prepared_dir, out_dir, staging))
     sources = {s: open_split(split_path(prepared_dir, s)) for s in SPLITS}
     modality = sources["train"].attrs["modality"]
     recipe = recipe_for(cfg, modality)
@@ -187,7 +253,7 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
         target = split_path(staging, split)
         _create_split(source, target, probe.shape[1], probe.shape[2])
         todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
-                if not _marker(staging, split, i).is_file()]
+                if not _is_file(_marker(staging, split, i))]
         total += sum(stop - start for _, start, stop in todo)
         step = cfg["shards_per_task"]
         tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
@@ -207,23 +273,30 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
 
     missing = [f"{split}-{i:06d}" for split, source in sources.items()
                for i in range(len(shard_slices(source["x"].shape[0], source["x"].shards[0])))
-               if not _marker(staging, split, i).is_file()]
+               if not _is_file(_marker(staging, split, i))]
     if missing:  # every task returned, so this is a bug, never a state to publish
         raise TopologyError(f"{staging}: shards {missing[:5]} have no done marker after the run")
-    mean, std = channel_mean_std(zarr.open_array(str(split_path(staging, "train") / "pis"), mode="r"))
+    mean, std = channel_mean_std(_open_array(split_path(staging, "train"), "pis", "r"))
     if not np.isfinite(mean + std).all():
         raise TopologyError(f"{split_path(staging, 'train')}: non-finite persistence-image statistics")
     attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,
              "classes": sources["train"].attrs["classes"], "dataset": sources["train"].attrs["dataset"]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "stats.json").unlink(missing_ok=True)  # written last: the mark of a complete output
+    if locations.is_url(out_dir):
+        locations.makedirs(out_dir)
+        locations.remove(locations.join(out_dir, "stats.json"))
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "stats.json").unlink(missing_ok=True)  # written last: the mark of a complete output
     for split in SPLITS:
         _publish(split_path(staging, split), split_path(out_dir, split), {**attrs, "split": split})
     summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3),
                "shape": list(probe.shape[1:])}
-    write_json(out_dir / "stats.json", {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
+    write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
                                         "modality": modality, "engine": engine, "recipe": recipe})
-    shutil.rmtree(staging)
+    if locations.is_url(staging):
+        locations.rmtree(staging)
+    else:
+        shutil.rmtree(staging)
     return summary
 
 
@@ -239,7 +312,11 @@ def _publish(staged: Path, target: Path, attrs: dict[str, Any]) -> None:
 
     Shard files are hard-linked (zarr replaces files by rename, never rewrites them in place);
     metadata files are copied, because the attributes are then written into the copy only.
+    With a URL on either side every file is copied through fsspec, the top-level zarr.json last.
     """
+    if locations.is_url(staged) or locations.is_url(target):
+        _publish_url(staged, target, attrs)
+        return
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     for directory, _, files in os.walk(staged):
@@ -256,3 +333,28 @@ def _publish(staged: Path, target: Path, attrs: dict[str, Any]) -> None:
     zarr.open_group(str(partial), mode="r+", zarr_format=3).attrs.update(_jsonable(attrs))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
+
+
+def _publish_url(staged: Path | str, target: Path | str, attrs: dict[str, Any]) -> None:
+    partial = str(target).rstrip("/") + ".partial"
+    source_fs, source_root = locations.filesystem(str(staged))
+    target_fs, target_root = locations.filesystem(partial)
+    if target_fs.exists(target_root):
+        target_fs.rm(target_root, recursive=True)
+    names = [n for n in sorted(_relative_files(source_fs, source_root), key=lambda r: (r == "zarr.json", r))
+             if not n.rsplit("/", 1)[-1].endswith(".partial")]  # zarr's temporaries of a killed write
+    for name in names:
+        target_fs.pipe_file(f"{target_root}/{name}", source_fs.cat_file(f"{source_root}/{name}"))
+    group = zarr.open_group(locations.zarr_store(partial), mode="r+", zarr_format=3)
+    group.attrs.update(_jsonable(attrs))
+    if locations.is_url(target):
+        locations.rmtree(str(target))
+        locations.move(partial, str(target))
+    else:
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(partial, target)
+
+
+def _relative_files(fs, root: str) -> list[str]:
+    root = root.rstrip("/")
+    return [os.path.relpath(p, root).replace(os.sep, "/") for p in fs.find(root)]

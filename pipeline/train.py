@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pipeline import distributed
 from pipeline.checkpoint import atomic_save, save_checkpoint
 from pipeline.errors import CheckpointError, PipelineError
 from pipeline.inputs import Inputs, to_unit
@@ -156,17 +157,61 @@ def make_batch(inputs: Inputs, split: str, index: Tensor, keys: tuple[str, ...],
 
 
 @torch.no_grad()
-def test_accuracy(model: nn.Module, inputs: Inputs, key: str, batch_size: int = 512) -> float:
+def test_correct(model: nn.Module, inputs: Inputs, key: str, part: slice | None = None,
+                 batch_size: int = 512) -> int:
+    """Correctly classified test samples among `part` of the test split (all by default)."""
     was_training = model.training
     model.eval()
     tensors = inputs.splits["test"]
+    first, stop, _ = (part or slice(None)).indices(len(tensors["y"]))
     correct = 0
-    for start in range(0, len(tensors["y"]), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(tensors["y"])))
+    for start in range(first, stop, batch_size):
+        index = torch.arange(start, min(start + batch_size, stop))
         logits, _ = model(inputs.model_input(key, tensors[key][index]))
         correct += (logits.argmax(1).cpu() == tensors["y"][index].cpu()).sum().item()
     model.train(was_training)
-    return 100.0 * correct / len(tensors["y"])
+    return correct
+
+
+def test_accuracy(model: nn.Module, inputs: Inputs, key: str, batch_size: int = 512,
+                  ctx: distributed.Context = distributed.SINGLE) -> float:
+    """Test accuracy in percent; under DDP each rank classifies its share and counts are summed
+    (call it on every rank, with the same weights and BatchNorm statistics)."""
+    n = len(inputs.splits["test"]["y"])
+    if not ctx.active:
+        return 100.0 * test_correct(model, inputs, key, batch_size=batch_size) / n
+    correct = test_correct(model, inputs, key, distributed.share(n, ctx), batch_size)
+    return 100.0 * distributed.all_reduce_sum([correct])[0] / n
+
+
+def _distributed_step(method: nn.Module, ddp: nn.Module, batch: dict[str, Tensor],
+                      optimizer: torch.optim.Optimizer, sums: dict[str, float],
+                      ctx: distributed.Context, name: str, epoch: int) -> int:
+    """One optimiser step of a DDP rank on its share of the global batch `batch`.
+
+    The share's mean loss is weighted by `len(share) * world_size / len(batch)`: DDP averages
+    the ranks' gradients, so the result is the gradient of the global batch's mean loss. A rank
+    whose share is empty (a last batch smaller than the world) runs one sample with weight 0,
+    so that every rank takes part in DDP's gradient all-reduce. Adds each named loss times the
+    share's size to `sums`; returns the share's correctly classified count.
+    """
+    n = len(batch["y"])
+    part = distributed.share(n, ctx)
+    size = part.stop - part.start
+    local = {k: v[part] if size else v[n - 1:] for k, v in batch.items()}
+    with distributed.student_wrapped(method, ddp):
+        logits, losses = method(local)
+    loss = sum(losses.values())
+    bad = distributed.all_reduce_sum([0.0 if (size == 0 or torch.isfinite(loss)) else 1.0])[0]
+    if bad:
+        raise TrainingError(f"{name}: loss became non-finite at epoch {epoch + 1} on {int(bad)} of "
+                            f"{ctx.world_size} ranks; lower train.lr or the distill weights")
+    optimizer.zero_grad(set_to_none=True)
+    (loss * (size * ctx.world_size / n)).backward()
+    optimizer.step()
+    for key, value in losses.items():  # every rank the same keys: they are all-reduced
+        sums[key] = sums.get(key, 0.0) + (value.item() * size if size else 0.0)
+    return (logits.argmax(1) == local["y"]).sum().item() if size else 0
 
 
 def _open_live(live_dir: Path):
@@ -176,6 +221,18 @@ def _open_live(live_dir: Path):
     return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
 
 
+def _resume_state(resume_path: Path, spec: "RunSpec", ctx: distributed.Context) -> dict[str, Any] | None:
+    """The resume state: read by rank 0 and sent to every rank, so that all ranks agree on it
+    (other machines of a multi-node run need not see rank 0's resume file)."""
+    if not ctx.active:
+        return _load_resume(resume_path, spec)
+    import torch.distributed as dist
+
+    box = [_load_resume(resume_path, spec) if ctx.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         keys: tuple[str, ...], device: torch.device, resume_dir: Path = RESUME_DIR,
         progress: bool = True, stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -183,15 +240,22 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
 
     `stop_after_epoch` ends the run early as a kill would (after saving that epoch's resume
     state); tests use it to check that a resumed run reproduces an uninterrupted one.
+
+    Under torchrun (pipeline.distributed) every rank calls fit: the student is wrapped in
+    DistributedDataParallel, each rank trains on its share of every global batch, the logged
+    numbers are summed over ranks, and only rank 0 writes files. Without it nothing changes.
     """
+    ctx = distributed.context()
+    main = ctx.is_main
     student = method.student
+    ddp = distributed.wrap(student, device)  # None when not distributed
     optimizer = make_optimizer(list(method.student_parameters()), cfg)
     scheduler = make_scheduler(optimizer, cfg)
     resume_path = Path(resume_dir) / f"{spec.name}.pt"
     history: list[dict[str, float]] = []
     best_acc, start_epoch = -1.0, 0
     best: dict[str, Any] | None = None  # the best epoch's {"meta", "state_dict"}
-    state = _load_resume(resume_path, spec)
+    state = _resume_state(resume_path, spec, ctx)
     if state is not None:
         try:
             method.load_state_dict(state["method"])
@@ -203,15 +267,16 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
             raise CheckpointError(f"{resume_path}: resume state does not fit this run "
                                   f"({type(error).__name__}: {str(error).splitlines()[0]}); "
                                   "delete it to start over") from None
-        print(f"{spec.name}: resuming after epoch {start_epoch} from {resume_path}")
-        # DVC deleted the stage's outputs before this run: restore the finished epochs' ones.
-        save_checkpoint(spec.out_dir / "last.pt", student, last_meta)
-        best_model = copy.deepcopy(student)  # saved from a model, byte-identical to the original
-        best_model.load_state_dict(best["state_dict"])
-        save_checkpoint(spec.out_dir / "best.pt", best_model, best["meta"])
-        del best_model
+        if main:
+            print(f"{spec.name}: resuming after epoch {start_epoch} from {resume_path}")
+            # DVC deleted the stage's outputs before this run: restore the finished epochs' ones.
+            save_checkpoint(spec.out_dir / "last.pt", student, last_meta)
+            best_model = copy.deepcopy(student)  # saved from a model, byte-identical to the original
+            best_model.load_state_dict(best["state_dict"])
+            save_checkpoint(spec.out_dir / "best.pt", best_model, best["meta"])
+            del best_model
 
-    live = _open_live(spec.live_dir)
+    live = _open_live(spec.live_dir) if main else distributed.NullLive()
     for past in history:  # DVC cleared the live folder: replay the finished epochs' logs
         for metric, value in past.items():
             live.log_metric(metric, value)
@@ -220,10 +285,10 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
     do_augment = cfg["augment"] and inputs.modality == "image"
     n = len(inputs.splits["train"]["y"])
     epochs = range(start_epoch, cfg["epochs"])
-    for epoch in tqdm(epochs, desc=spec.name, unit="epoch", disable=not progress):
+    for epoch in tqdm(epochs, desc=spec.name, unit="epoch", disable=not (progress and main)):
         seed_epoch(cfg["seed"], epoch)
         generator = epoch_generator(cfg["seed"], epoch)
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator)  # the same on every rank
         augment = (lambda x: augment_images(x, generator)) if do_augment else None  # noqa: E731
         method.train()
         sums: dict[str, float] = {}
@@ -231,6 +296,9 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         for start in range(0, n, cfg["batch_size"]):
             index = order[start:start + cfg["batch_size"]]
             batch = make_batch(inputs, "train", index, keys, augment)
+            if ddp is not None:  # the global batch (and its augmentation) on every rank, then a share
+                correct += _distributed_step(method, ddp, batch, optimizer, sums, ctx, spec.name, epoch)
+                continue
             logits, losses = method(batch)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
@@ -245,7 +313,14 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
             correct += (logits.argmax(1) == batch["y"]).sum().item()
         scheduler.step()
 
-        acc = test_accuracy(student, inputs, spec.model_meta["input_key"])
+        if ctx.active:
+            # Every rank's weights are equal (same averaged gradients); BatchNorm's running
+            # statistics are each rank's own: evaluate with rank 0's, as the checkpoint holds.
+            distributed.broadcast_buffers(student)
+            names = sorted(sums)
+            totals = distributed.all_reduce_sum([correct, *(sums[k] for k in names)])
+            correct, sums = totals[0], dict(zip(names, totals[1:]))
+        acc = test_accuracy(student, inputs, spec.model_meta["input_key"], ctx=ctx)
         record = {f"{spec.name}_acc": acc, f"{spec.name}_train_acc": 100.0 * correct / n,
                   **{f"{spec.name}_loss_{k}": v / n for k, v in sums.items()},
                   f"{spec.name}_lr": optimizer.param_groups[0]["lr"]}
@@ -255,16 +330,19 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         live.next_step()
 
         meta = {**spec.model_meta, "epoch": epoch + 1, "test_acc": acc, "fingerprint": spec.fingerprint}
-        save_checkpoint(spec.out_dir / "last.pt", student, meta)
         if acc > best_acc:
             best_acc = acc
             best = {"meta": meta, "state_dict": {k: v.detach().clone() for k, v in student.state_dict().items()}}
-            save_checkpoint(spec.out_dir / "best.pt", student, meta)
-        atomic_save({"fingerprint": spec.fingerprint, "epoch": epoch, "history": history,
-                     "best_acc": best_acc, "best": best, "last_meta": meta,
-                     "method": method.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                    resume_path)
+        if main:  # the plain student (never the DDP wrapper): no `module.` prefix in any file
+            save_checkpoint(spec.out_dir / "last.pt", student, meta)
+            if best["meta"] is meta:
+                save_checkpoint(spec.out_dir / "best.pt", student, meta)
+            atomic_save({"fingerprint": spec.fingerprint, "epoch": epoch, "history": history,
+                         "best_acc": best_acc, "best": best, "last_meta": meta,
+                         "method": method.state_dict(),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+                        resume_path)
+        distributed.barrier()  # an epoch ends on every rank once rank 0 has saved it
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             live.end()
             return {"stopped_after_epoch": epoch + 1}
@@ -273,6 +351,8 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
     summary = {f"{spec.name}_acc": history[-1][f"{spec.name}_acc"], f"{spec.name}_best_acc": best_acc,
                f"{spec.name}_best_epoch": 1 + max(range(len(history)), key=lambda i: history[i][f"{spec.name}_acc"]),
                "epochs": cfg["epochs"]}
-    write_json(spec.out_dir / "summary.json", summary)
-    resume_path.unlink(missing_ok=True)
+    if main:
+        write_json(spec.out_dir / "summary.json", summary)
+        resume_path.unlink(missing_ok=True)
+    distributed.barrier()
     return summary

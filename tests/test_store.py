@@ -42,3 +42,23 @@ def test_missing_store_names_the_path(tmp_path):
     write_split(tmp_path / "s.zarr", {"x": np.zeros((4, 2))}, {}, shard_size=2)
     with pytest.raises(DataError, match=r"\['pis'\] missing"):
         read_split(tmp_path / "s.zarr", ["pis"])
+
+
+def test_inputs_with_labels_that_disagree_fail_by_path(tmp_path):
+    """A topology store whose labels are not the prepared store's (a stale or foreign store)
+    must not train silently: load_inputs names the store and says what to re-run."""
+    from pipeline.errors import DataError
+    from pipeline.inputs import load_inputs
+    from pipeline.store import split_path, write_split
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        y = np.arange(8, dtype=np.int64) % 2
+        write_split(split_path(tmp_path / "prepared", split),
+                    {"x": rng.integers(0, 255, (8, 4, 4, 1), dtype=np.uint8), "y": y},
+                    {"classes": ["a", "b"], "modality": "image", "mean": [0.5], "std": [0.2]}, 4)
+        write_split(split_path(tmp_path / "topology", split),
+                    {"pis": rng.random((8, 2, 3, 3), dtype=np.float32), "y": 1 - y},
+                    {"mean": [0.1, 0.1], "std": [1.0, 1.0]}, 4)
+    with pytest.raises(DataError, match="topology/train: labels differ"):
+        load_inputs(tmp_path / "prepared", tmp_path / "topology")
