@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.experiments import experiment_metrics
 from tests.conftest import REPO, tiny_params
 
 pytestmark = pytest.mark.skipif(shutil.which("dvc") is None and not Path(sys.executable).with_name("dvc").exists(),
@@ -55,13 +56,23 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
 
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
-    second = sh(project, "dvc", "exp", "run", "-S", "distill.alpha=0.5")
+    second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.alpha=0.5")
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology", "train_student"):
         assert f"Running stage '{stage}'" not in second, stage
     for stage in ("distill@tgd", "distill@kd", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
 
+    # Both runs with their metrics: the baseline commit's and the experiment's own (its commit
+    # must carry data/metrics, which DVC keeps in Git), not just the workspace's.
     shown = sh(project, "dvc", "exp", "show", "--json")
     table = json.loads(shown[min(i for i in (shown.find("["), shown.find("{")) if i >= 0):])
-    text = json.dumps(table)
-    assert "distill" in text and "tgd_acc" in text and "0.5" in text
+    baseline = next(row for row in table if row["rev"] != "workspace")
+    assert "tgd_acc" in baseline["data"]["metrics"]["data/metrics/evaluate.json"]["data"]
+    runs = experiment_metrics(table)
+    assert "alpha05" in runs and {"tgd_acc", "kd_acc", "scratch_acc"} <= set(runs["alpha05"])
+    experiment = next(rev for exp in baseline["experiments"] for rev in exp["revs"] if rev["name"] == "alpha05")
+    assert experiment["data"]["params"]["params.yaml"]["data"]["distill"]["alpha"] == 0.5
+    sh(project, "git", "checkout", "-q", "--", ".")  # the workspace back to the baseline
+    sh(project, "dvc", "exp", "apply", "alpha05")
+    applied = json.loads((project / "data/metrics/evaluate.json").read_text())
+    assert applied == runs["alpha05"]
