@@ -27,12 +27,5 @@ def tiny_params(**overrides) -> dict:
 def workspace(tmp_path, monkeypatch):
     """A folder with params.yaml where the stages' data/ paths resolve."""
     monkeypatch.chdir(tmp_path)
-
-    def write(**overrides):
-        raw = tiny_params(**overrides)
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        return raw
-
-    write()
-    workspace.write = write
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     return tmp_path

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pipeline.checkpoint import load_model, read_checkpoint
 from pipeline.errors import CheckpointError
@@ -14,6 +15,7 @@ from pipeline.report import METRICS, REPORT, evaluate_all
 from pipeline.runs import PREPARED, TOPOLOGY, distill, train_student, train_teacher
 from pipeline.store import read_split, split_path
 from pipeline.topology_job import compute_topology
+from tests.conftest import tiny_params
 
 
 def run_dag(workspace) -> dict:
@@ -70,3 +72,24 @@ def test_checkpoint_of_another_architecture_fails_by_name(workspace):
     Path("data/models/scratch/broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="broken.pt"):
         load_model("data/models/scratch/broken.pt")
+
+
+def test_sensor_dag_end_to_end(workspace):
+    """`data.name: basicmotions` alone switches the modality: windows in, 1-D students and signal
+    teacher, one 64x64 PI per channel for the 2-D topology teacher, tpkd among the methods."""
+    pytest.importorskip("aeon")
+    raw = tiny_params(**{"data.name": "basicmotions", "data.limit_train": None, "data.limit_test": None,
+                         "distill.methods": ["kd", "tpkd"], "train.epochs": 1, "train.batch_size": 8})
+    (workspace / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    summaries = run_dag(workspace)
+
+    x, attrs = read_split(split_path(PREPARED, "train"))
+    assert x["x"].dtype == np.float32 and x["x"].shape == (40, 100, 6) and attrs["modality"] == "signal"
+    pis, _ = read_split(split_path(TOPOLOGY, "test"))
+    assert pis["pis"].dtype == np.float32 and pis["pis"].shape == (40, 6, 64, 64)
+    dims = {name: read_checkpoint(f"data/models/{name}/last.pt")["meta"]["dims"]
+            for name in ("teacher_image", "teacher_topology", "scratch", "tpkd")}
+    assert dims == {"teacher_image": 1, "teacher_topology": 2, "scratch": 1, "tpkd": 1}
+    metrics = json.loads(METRICS.read_text())
+    assert {"tpkd_acc", "kd_acc", "scratch_acc", "teacher_topology_acc"} <= set(metrics)
+    assert "tgd_acc" not in metrics and "tpkd_acc" in summaries["tpkd"]
