@@ -3,6 +3,8 @@
 Subcommands:
   topology           engine ripser vs engine fast on real CIFAR-10 test images, one core each:
                      ms/image, ratio, max abs difference, diagram vs image time, compile time.
+  topology-signals   the same for 1-D windows (the TPKD recipe, one PI per channel) of the
+                     embedded basicmotions set: ms/window, ratio, max abs difference.
   topology-backends  the topology stage (compute_topology) on N images with joblib's loky
                      backend vs a Dask LocalCluster, same worker count: seconds, ratio, and
                      whether the outputs are byte-identical.
@@ -142,6 +144,40 @@ def print_topology(r: dict) -> None:
     print(f"  max |ripser - fast| over all PIs: {r['max_abs_diff']:.3g}")
 
 
+def run_topology_signals(repeat: int = 3) -> dict:
+    """Both engines on every basicmotions window (train and test), prepared as the stage does."""
+    from pipeline.data import load_dataset
+    from pipeline.params import SignalRecipe
+    from pipeline.prepare import scale_signals
+    from pipeline.topology import signal_persistence_images
+    from pipeline.topology import fast as fast_mod
+
+    dataset = load_dataset({"name": "basicmotions"})
+    scale_signals(dataset)
+    windows = np.concatenate([dataset.splits[s].x for s in ("train", "test")])
+    cfg = SignalRecipe().model_dump()
+    res: dict = {"source": f"basicmotions, {len(windows)} windows of {windows.shape[1]} x {windows.shape[2]} channels",
+                 "n": len(windows)}
+    with one_core():
+        res["compile_s"] = fast_mod.warmup()
+        signal_persistence_images(windows[:1], engine="fast", **cfg)  # grid tables, once
+        ref, t_ref = _timed(lambda: signal_persistence_images(windows, engine="ripser", **cfg), 1)
+        fst, t_fast = _timed(lambda: signal_persistence_images(windows, engine="fast", **cfg), repeat)
+    per = 1e3 / len(windows)
+    res.update(ripser_ms=t_ref * per, fast_ms=t_fast * per, ratio=t_ref / t_fast,
+               max_abs_diff=float(np.abs(ref - fst).max()))
+    return res
+
+
+def print_topology_signals(r: dict) -> None:
+    print(f"signal topology benchmark: {r['source']}, one core")
+    print(f"  {'engine':<8}{'ms/window':>12}")
+    for e in ("ripser", "fast"):
+        print(f"  {e:<8}{r[e + '_ms']:>12.3f}")
+    print(f"  speed-up ripser/fast: {r['ratio']:.0f}x")
+    print(f"  max |ripser - fast| over all PIs: {r['max_abs_diff']:.3g}")
+
+
 def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, shard_size: int = 0,
                           engine: str = "fast") -> dict:
     """compute_topology on the same prepared store with loky and with a Dask LocalCluster."""
@@ -262,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None,
                    help=f"CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR}); sklearn digits if missing")
     p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
+    p = sub.add_parser("topology-signals", help="engine ripser vs engine fast on sensor windows")
+    p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
     p = sub.add_parser("topology-backends", help="the topology stage: loky vs a Dask LocalCluster")
     p.add_argument("--n", type=int, default=400, help="images per split (default 400)")
     p.add_argument("--data", default=None,
@@ -278,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "topology-backends":
         print_topology_backends(run_topology_backends(args.n, args.data, args.workers, args.shard_size, args.engine))
+    elif args.command == "topology-signals":
+        print_topology_signals(run_topology_signals(args.repeat))
     elif args.command == "ddp":
         print_ddp(run_ddp(args.arch, args.batch, args.steps, args.processes, args.channels))
     elif args.command == "topology":

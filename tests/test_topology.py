@@ -321,3 +321,12 @@ def test_non_finite_output_is_an_error(monkeypatch):
     monkeypatch.setitem(ENGINES, "broken", Engine("broken", nan_images, lambda s: [], "test"))
     with pytest.raises(TopologyError, match=r"'broken'.*NaN or inf.*samples \[1\]"):
         persistence_images(np.zeros((2, 4, 4, 1), np.uint8), engine="broken")
+
+
+def test_signal_benchmark_runs_both_engines_on_basicmotions():
+    pytest.importorskip("aeon")
+    from pipeline.bench import run_topology_signals
+
+    result = run_topology_signals(repeat=1)
+    assert result["n"] == 80 and result["max_abs_diff"] < 1e-5
+    assert result["ripser_ms"] > 0 and result["fast_ms"] > 0 and result["ratio"] > 0
