@@ -38,6 +38,9 @@ def project(tmp_path_factory) -> Path:
     params["distill"]["methods"] = ["kd", "tgd"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
+    # DVC commits experiments itself: give the repository an identity (CI may have no global one)
+    sh(root, "git", "config", "user.name", "tgd-pipeline tests")
+    sh(root, "git", "config", "user.email", "tests@example.invalid")
     sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project")
     return root
