@@ -235,7 +235,7 @@ def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: 
     from pipeline import distributed
     from pipeline.distill import build_method
     from pipeline.models import build_model
-    from pipeline.train import _distributed_step, make_optimizer
+    from pipeline.train import distributed_step, make_optimizer
 
     ctx = distributed.init_from_env("cpu")
     torch.manual_seed(0)
@@ -255,7 +255,7 @@ def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: 
             sum(losses.values()).backward()
             optimizer.step()
         else:
-            _distributed_step(method, ddp, data, optimizer, {}, ctx, "bench", 0)
+            distributed_step(method, ddp, data, optimizer, {}, ctx, "bench", 0)
         if step >= warmup:
             times.append(time.perf_counter() - started)
     if rank == 0:

@@ -28,11 +28,13 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,9 +144,14 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return tensor.tolist()
 
 
-def all_reduce_mean(values: Sequence[float]) -> list[float]:
-    world = context().world_size
-    return [v / world for v in all_reduce_sum(values)]
+def from_main(load: Callable[[], T]) -> T:
+    """`load()` run on rank 0 alone and its result sent to every rank (any picklable value), so
+    that files only rank 0 sees reach all; just `load()` when not distributed."""
+    if not context().active:
+        return load()
+    box = [load() if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def wrap(model: nn.Module, device: torch.device) -> nn.Module | None:

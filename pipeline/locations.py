@@ -18,9 +18,6 @@ from typing import Any
 
 import fsspec
 
-Location = "str | Path"  # documentation only: a local path, or a URL string
-
-
 def is_url(location: Any) -> bool:
     """True for an fsspec URL (`proto://...` or a chained `a::b://...`), False for a local path."""
     return isinstance(location, str) and ("://" in location or "::" in location)
@@ -48,9 +45,9 @@ def _storage_options(url: str) -> dict[str, Any]:
     return {"auto_mkdir": True} if protocol in (None, "file", "local") else {}
 
 
-def filesystem(url: str):
-    """(fsspec file system, path inside it) of a URL."""
-    return fsspec.core.url_to_fs(url, **_storage_options(url))
+def filesystem(location: str | Path):
+    """(fsspec file system, path inside it) of a URL, or of a local path (the local file system)."""
+    return fsspec.core.url_to_fs(str(location), **_storage_options(str(location)))
 
 
 def zarr_store(location: str | Path, read_only: bool = False):
@@ -63,50 +60,45 @@ def zarr_store(location: str | Path, read_only: bool = False):
                                 read_only=read_only)
 
 
-# -- file-system operations on URLs (callers keep their pathlib code for local paths) ----------
+# -- file-system operations: each takes a local path or a URL. Atomic replacement of local files
+# (temporary file, then rename) stays with the callers' pathlib code. -------------------------
 
-def exists(url: str) -> bool:
-    fs, path = filesystem(url)
+def exists(location: str | Path) -> bool:
+    fs, path = filesystem(location)
     return fs.exists(path)
 
 
-def is_file(url: str) -> bool:
-    fs, path = filesystem(url)
+def is_file(location: str | Path) -> bool:
+    fs, path = filesystem(location)
     return fs.isfile(path)
 
 
-def is_dir(url: str) -> bool:
-    fs, path = filesystem(url)
-    return fs.isdir(path)
+def read_text(location: str | Path) -> str:
+    return read_bytes(location).decode()
 
 
-def read_text(url: str) -> str:
-    fs, path = filesystem(url)
-    return fs.cat_file(path).decode()
-
-
-def write_text(url: str, text: str) -> None:
+def write_text(location: str | Path, text: str) -> None:
     """One PUT: an object appears whole or not at all on object stores."""
-    fs, path = filesystem(url)
+    fs, path = filesystem(location)
     fs.pipe_file(path, text.encode())
 
 
-def remove(url: str) -> None:
+def remove(location: str | Path) -> None:
     """Delete a file if it is there."""
-    fs, path = filesystem(url)
+    fs, path = filesystem(location)
     if fs.isfile(path):
         fs.rm_file(path)
 
 
-def rmtree(url: str) -> None:
+def rmtree(location: str | Path) -> None:
     """Delete a folder (a key prefix) if it is there."""
-    fs, path = filesystem(url)
+    fs, path = filesystem(location)
     if fs.exists(path):
         fs.rm(path, recursive=True)
 
 
-def makedirs(url: str) -> None:
-    fs, path = filesystem(url)
+def makedirs(location: str | Path) -> None:
+    fs, path = filesystem(location)
     fs.makedirs(path, exist_ok=True)
 
 
@@ -119,27 +111,33 @@ def listdir(url: str) -> list[str]:
                   if fs.isfile(p))
 
 
-def files(url: str) -> list[str]:
+def files(location: str | Path) -> list[str]:
     """Every file under a folder, as paths relative to it with `/` separators, sorted."""
-    fs, path = filesystem(url)
+    fs, path = filesystem(location)
     root = path.rstrip("/")
     return sorted(posixpath.relpath(p, root) for p in fs.find(root))
 
 
-def read_bytes(url: str) -> bytes:
-    fs, path = filesystem(url)
+def read_bytes(location: str | Path) -> bytes:
+    fs, path = filesystem(location)
     return fs.cat_file(path)
 
 
-def copytree(source: str, target: str, skip_suffix: str | None = None) -> None:
-    """Copy every file of folder `source` to folder `target` (same file system)."""
-    fs, src = filesystem(source)
-    _, dst = filesystem(target)
+def copytree(source: str | Path, target: str | Path, skip_suffix: str | None = None) -> None:
+    """Copy every file of folder `source` to folder `target`, on the same file system or across
+    two (a local staging folder into a bucket, say)."""
+    source_fs, src = filesystem(source)
+    target_fs, dst = filesystem(target)
+    same = source_fs.protocol == target_fs.protocol
     # The top-level zarr.json last: a copy cut short never looks like a complete zarr store.
     for rel in sorted(files(source), key=lambda r: (r == "zarr.json", r)):
         if skip_suffix and rel.endswith(skip_suffix):
             continue
-        fs.copy(f"{src.rstrip('/')}/{rel}", f"{dst.rstrip('/')}/{rel}")
+        here, there = f"{src.rstrip('/')}/{rel}", f"{dst.rstrip('/')}/{rel}"
+        if same:
+            source_fs.copy(here, there)  # server-side on object stores
+        else:
+            target_fs.pipe_file(there, source_fs.cat_file(here))
 
 
 def move(source: str, target: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -31,9 +30,7 @@ CHUNK_SAMPLES = 256  # inner chunk: small enough for partial reads, large enough
 
 def split_path(directory: str | Path, split: str) -> Path | str:
     """`<directory>/<split>.zarr`: a Path, or a URL string for a URL directory."""
-    if locations.is_url(directory):
-        return locations.join(directory, f"{split}.zarr")
-    return Path(directory) / f"{split}.zarr"
+    return locations.join(directory, f"{split}.zarr")
 
 
 def shard_slices(n: int, shard_size: int) -> list[slice]:
@@ -69,32 +66,18 @@ def write_split(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str
     At a URL the store is written at `<path>.partial` and then moved into place; on object
     stores the move is a copy that writes the group's zarr.json last, so a store cut short
     has no zarr.json and `open_split` refuses it."""
-    if locations.is_url(path):
-        _write_split_url(str(path), arrays, attrs, shard_size)
-        return
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    group = create_group(partial, attrs)
-    for name, values in arrays.items():
-        array = create_array(group, name, values.shape, values.dtype, shard_size)
-        for part in shard_slices(len(values), array.shards[0]):
-            array[part] = values[part]
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(partial, path)
-
-
-def _write_split_url(url: str, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
-                     shard_size: int) -> None:
-    partial = url.rstrip("/") + ".partial"
+    partial = locations.as_location(str(path).rstrip("/") + ".partial")
     locations.rmtree(partial)
     group = create_group(partial, attrs)
     for name, values in arrays.items():
         array = create_array(group, name, values.shape, values.dtype, shard_size)
         for part in shard_slices(len(values), array.shards[0]):
             array[part] = values[part]
-    locations.rmtree(url)
-    locations.move(partial, url)
+    locations.rmtree(path)
+    if locations.is_url(path):
+        locations.move(partial, str(path))
+    else:
+        os.replace(partial, path)  # one rename: the store appears whole or not at all
 
 
 def open_split(path: str | Path) -> zarr.Group:
@@ -137,14 +120,15 @@ def tree_digest(path: str | Path) -> str:
 
 def write_json(path: str | Path, payload: Any) -> None:
     """Write JSON atomically (temporary file, then rename; at a URL one PUT)."""
+    text = json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n"
     if locations.is_url(path):
-        locations.write_text(str(path), json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+        locations.write_text(str(path), text)
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:  # never leave a temporary file in a stage's output
         tmp.unlink(missing_ok=True)

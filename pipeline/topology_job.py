@@ -77,10 +77,6 @@ def _marker(staging: Path | str, split: str, index: int) -> Path | str:
     return locations.join(staging, "done", f"{split}-{index:06d}")
 
 
-def _is_file(location: Path | str) -> bool:
-    return locations.is_file(location) if locations.is_url(location) else Path(location).is_file()
-
-
 def _write_marker(marker: Path | str, text: str) -> None:
     """Atomically: a rename of a temporary file locally, one PUT at a URL."""
     if locations.is_url(marker):
@@ -111,7 +107,6 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
     """Compute and write whole shards, then mark each done. Runs in a worker process."""
     x = _open_array(source, "x", "r")
     pis = _open_array(target, "pis", "r+")
-    url = locations.is_url(target)
     for index, start, stop in shards:
         try:
             block = compute_block(x[start:stop], modality, engine, recipe, first=start)
@@ -120,10 +115,7 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
         # A shard without a marker may hold a killed run's bytes: never let zarr read them back
         # (it merges a write that does not cover a whole shard, the split's last one, into them).
         key = pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1))
-        if url:
-            locations.remove(locations.join(target, "pis", key))
-        else:
-            (Path(target) / "pis" / key).unlink(missing_ok=True)
+        locations.remove(locations.join(target, "pis", key))
         pis[start:stop] = block
         _write_marker(_marker(locations.as_location(staging), split, index), f"{start} {stop}\n")
     return sum(stop - start for _, start, stop in shards)
@@ -187,24 +179,17 @@ def _prepare_staging_url(staging: str, print_fn, stamp: str) -> None:
 
 def _create_split(source: zarr.Group, target: Path | str, n_channels_out: int, resolution: int) -> None:
     """Create the output arrays once, in the parent, with the same shards as the input."""
-    url = locations.is_url(target)
     created = locations.join(locations.parent(target), f"created-{locations.name(target)[:-len('.zarr')]}")
-    if _is_file(created):
+    if locations.is_file(created):
         return
-    if url:
-        locations.rmtree(target)
-    else:
-        shutil.rmtree(target, ignore_errors=True)  # a skeleton half-made by a killed run
+    locations.rmtree(target)  # a skeleton half-made by a killed run
     x = source["x"]
     group = create_group(target)
     create_array(group, "pis", (x.shape[0], n_channels_out, resolution, resolution), np.float32,
                  x.shards[0])
     labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
     labels[...] = source["y"][...]
-    if url:
-        locations.write_text(created, "")
-    else:
-        created.touch()  # only now is the split's skeleton complete
+    locations.write_text(created, "")  # only now is the split's skeleton complete
 
 
 def channel_mean_std(pis: zarr.Array) -> tuple[list[float], list[float]]:
@@ -253,7 +238,7 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
         target = split_path(staging, split)
         _create_split(source, target, probe.shape[1], probe.shape[2])
         todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
-                if not _is_file(_marker(staging, split, i))]
+                if not locations.is_file(_marker(staging, split, i))]
         total += sum(stop - start for _, start, stop in todo)
         step = cfg["shards_per_task"]
         tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
@@ -273,7 +258,7 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
 
     missing = [f"{split}-{i:06d}" for split, source in sources.items()
                for i in range(len(shard_slices(source["x"].shape[0], source["x"].shards[0])))
-               if not _is_file(_marker(staging, split, i))]
+               if not locations.is_file(_marker(staging, split, i))]
     if missing:  # every task returned, so this is a bug, never a state to publish
         raise TopologyError(f"{staging}: shards {missing[:5]} have no done marker after the run")
     mean, std = channel_mean_std(_open_array(split_path(staging, "train"), "pis", "r"))
@@ -281,22 +266,15 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
         raise TopologyError(f"{split_path(staging, 'train')}: non-finite persistence-image statistics")
     attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,
              "classes": sources["train"].attrs["classes"], "dataset": sources["train"].attrs["dataset"]}
-    if locations.is_url(out_dir):
-        locations.makedirs(out_dir)
-        locations.remove(locations.join(out_dir, "stats.json"))
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "stats.json").unlink(missing_ok=True)  # written last: the mark of a complete output
+    locations.makedirs(out_dir)
+    locations.remove(locations.join(out_dir, "stats.json"))  # written last: the mark of a complete output
     for split in SPLITS:
         _publish(split_path(staging, split), split_path(out_dir, split), {**attrs, "split": split})
     summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3),
                "shape": list(probe.shape[1:])}
     write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
                                         "modality": modality, "engine": engine, "recipe": recipe})
-    if locations.is_url(staging):
-        locations.rmtree(staging)
-    else:
-        shutil.rmtree(staging)
+    locations.rmtree(staging)
     return summary
 
 
@@ -337,14 +315,8 @@ def _publish(staged: Path, target: Path, attrs: dict[str, Any]) -> None:
 
 def _publish_url(staged: Path | str, target: Path | str, attrs: dict[str, Any]) -> None:
     partial = str(target).rstrip("/") + ".partial"
-    source_fs, source_root = locations.filesystem(str(staged))
-    target_fs, target_root = locations.filesystem(partial)
-    if target_fs.exists(target_root):
-        target_fs.rm(target_root, recursive=True)
-    names = [n for n in sorted(_relative_files(source_fs, source_root), key=lambda r: (r == "zarr.json", r))
-             if not n.rsplit("/", 1)[-1].endswith(".partial")]  # zarr's temporaries of a killed write
-    for name in names:
-        target_fs.pipe_file(f"{target_root}/{name}", source_fs.cat_file(f"{source_root}/{name}"))
+    locations.rmtree(partial)
+    locations.copytree(staged, partial, skip_suffix=".partial")  # zarr's temporaries of a killed write
     group = zarr.open_group(locations.zarr_store(partial), mode="r+", zarr_format=3)
     group.attrs.update(_jsonable(attrs))
     if locations.is_url(target):
@@ -354,7 +326,3 @@ def _publish_url(staged: Path | str, target: Path | str, attrs: dict[str, Any]) 
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)
 
-
-def _relative_files(fs, root: str) -> list[str]:
-    root = root.rstrip("/")
-    return [os.path.relpath(p, root).replace(os.sep, "/") for p in fs.find(root)]

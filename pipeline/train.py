@@ -184,7 +184,7 @@ def test_accuracy(model: nn.Module, inputs: Inputs, key: str, batch_size: int = 
     return 100.0 * distributed.all_reduce_sum([correct])[0] / n
 
 
-def _distributed_step(method: nn.Module, ddp: nn.Module, batch: dict[str, Tensor],
+def distributed_step(method: nn.Module, ddp: nn.Module, batch: dict[str, Tensor],
                       optimizer: torch.optim.Optimizer, sums: dict[str, float],
                       ctx: distributed.Context, name: str, epoch: int) -> int:
     """One optimiser step of a DDP rank on its share of the global batch `batch`.
@@ -221,18 +221,6 @@ def _open_live(live_dir: Path):
     return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
 
 
-def _resume_state(resume_path: Path, spec: "RunSpec", ctx: distributed.Context) -> dict[str, Any] | None:
-    """The resume state: read by rank 0 and sent to every rank, so that all ranks agree on it
-    (other machines of a multi-node run need not see rank 0's resume file)."""
-    if not ctx.active:
-        return _load_resume(resume_path, spec)
-    import torch.distributed as dist
-
-    box = [_load_resume(resume_path, spec) if ctx.is_main else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         keys: tuple[str, ...], device: torch.device, resume_dir: Path = RESUME_DIR,
         progress: bool = True, stop_after_epoch: int | None = None) -> dict[str, Any]:
@@ -255,7 +243,7 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
     history: list[dict[str, float]] = []
     best_acc, start_epoch = -1.0, 0
     best: dict[str, Any] | None = None  # the best epoch's {"meta", "state_dict"}
-    state = _resume_state(resume_path, spec, ctx)
+    state = distributed.from_main(lambda: _load_resume(resume_path, spec))  # all ranks agree
     if state is not None:
         try:
             method.load_state_dict(state["method"])
@@ -297,7 +285,7 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
             index = order[start:start + cfg["batch_size"]]
             batch = make_batch(inputs, "train", index, keys, augment)
             if ddp is not None:  # the global batch (and its augmentation) on every rank, then a share
-                correct += _distributed_step(method, ddp, batch, optimizer, sums, ctx, spec.name, epoch)
+                correct += distributed_step(method, ddp, batch, optimizer, sums, ctx, spec.name, epoch)
                 continue
             logits, losses = method(batch)
             loss = sum(losses.values())

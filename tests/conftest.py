@@ -1,5 +1,10 @@
 """Shared fixtures: tiny params and a workspace where the pipeline's relative data/ paths live."""
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import yaml
@@ -29,3 +34,24 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     return tmp_path
+
+
+def subprocess_env() -> dict:
+    """The environment of a stage run in a subprocess: this checkout importable, one thread each."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "NUMBA_NUM_THREADS": "1"}
+
+
+def kill_group_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: float,
+                    what: str) -> None:
+    """Wait until `ready()` (the process still alive), then kill -9 its whole process group
+    (it was started with start_new_session=True) and reap it."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"{what} after {timeout:.0f} s"
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()

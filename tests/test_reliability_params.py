@@ -1,12 +1,11 @@
 """Every stage command validates params.yaml before any work: a bad key is one clear stderr line
 and exit status 1, never a traceback, and nothing is written."""
-import os
 import subprocess
 import sys
 
 import yaml
 
-from conftest import REPO, tiny_params
+from conftest import subprocess_env, tiny_params
 
 STAGES = {  # command -> (a bad edit of params.yaml, what the error line must name)
     "prepare": (("data", "shard_sise", 64), "data.shard_sise: unknown key"),
@@ -28,7 +27,7 @@ def _edit(raw: dict, path: tuple) -> dict:
 
 
 def test_every_stage_rejects_bad_params_before_work(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env()
     running = {}
     for command, (edit, _) in STAGES.items():
         folder = tmp_path / command.replace(" ", "_")

@@ -4,13 +4,11 @@ Killed at any moment (SIGKILL included), the next run computes only the shards t
 marker and publishes a data/topology tree byte-identical to an uninterrupted run's; half-written
 shards, staging from another recipe and non-finite persistence images are never published.
 """
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import yaml
 
 import pipeline.topology_job as job
-from conftest import REPO, tiny_params
+from conftest import kill_group_when, subprocess_env, tiny_params
 from pipeline.errors import TopologyError
 from pipeline.params import section, validate
 from pipeline.prepare import prepare
@@ -82,10 +80,6 @@ def _marked_samples(staging: Path) -> int:
     return total
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-
-
 def _stage_in_background(workspace: Path) -> subprocess.Popen:
     """`python -m stages.topology`, each persistence-image block slowed to 0.2 s so that a kill
     reliably lands between the first and the last shard."""
@@ -97,7 +91,7 @@ def _stage_in_background(workspace: Path) -> subprocess.Popen:
             "    return compute(*args, **kwargs)\n"
             "job.compute_block = slow\n"
             "runpy.run_module('stages.topology', run_name='__main__', alter_sys=True)\n")
-    return subprocess.Popen([sys.executable, "-c", code], cwd=workspace, env=_env(),
+    return subprocess.Popen([sys.executable, "-c", code], cwd=workspace, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -114,21 +108,13 @@ def test_sigkill_then_rerun_computes_only_missing_shards(tmp_path, prepared, ref
     ws = _workspace(tmp_path / "ws", prepared)
     staging = ws / "data" / ".staging" / "topology"
     process = _stage_in_background(ws)
-    try:
-        deadline = time.monotonic() + 60
-        while len(_markers(staging)) < 3:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the stage wrote no done markers in 60 s"
-            time.sleep(0.02)
-        os.killpg(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
+    kill_group_when(process, lambda: len(_markers(staging)) >= 3, 60, "the stage wrote no done markers")
     assert process.returncode == -signal.SIGKILL
     done, done_samples = len(_markers(staging)), _marked_samples(staging)
     assert 3 <= done < N_SHARDS
     assert not (ws / "data" / "topology" / "stats.json").exists()
 
-    rerun = subprocess.run([sys.executable, "-m", "stages.topology"], cwd=ws, env=_env(),
+    rerun = subprocess.run([sys.executable, "-m", "stages.topology"], cwd=ws, env=subprocess_env(),
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{done} shards already done" in rerun.stdout

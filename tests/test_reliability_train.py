@@ -1,20 +1,17 @@
 """Training stages resume after a kill with the same weights, checkpoints and logs as an
 uninterrupted CPU run; checkpoints are written atomically; foreign resume files are ignored."""
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-import pipeline.checkpoint as checkpoint
-from conftest import REPO, tiny_params
+from conftest import kill_group_when, subprocess_env, tiny_params
 from pipeline.checkpoint import load_model, read_checkpoint, save_checkpoint
 from pipeline.models import build_model
 from pipeline.params import section, validate
@@ -96,10 +93,6 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path, prepared, monkeypat
     assert not (parts / RESUME).exists()
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
 def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkeypatch):
     overrides = {"train.epochs": 3}
     ws = _enter(tmp_path / "killed", prepared, monkeypatch, **overrides)
@@ -112,23 +105,15 @@ def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkey
             "    time.sleep(30)\n"
             "train.atomic_save = slow\n"
             "runpy.run_module('stages.train_student', run_name='__main__', alter_sys=True)\n")
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ws, env=_env(),
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ws, env=subprocess_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not (ws / RESUME).is_file():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "no resume file after 90 s"
-            time.sleep(0.05)
-        os.killpg(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
+    kill_group_when(process, lambda: (ws / RESUME).is_file(), 90, "no resume file")
     assert process.returncode == -signal.SIGKILL
     assert not (ws / SCRATCH / "summary.json").exists()
     shutil.rmtree(ws / "data" / "models")  # as DVC does before re-running the stage
     shutil.rmtree(ws / "data" / "live", ignore_errors=True)
 
-    rerun = subprocess.run([sys.executable, "-m", "stages.train_student"], cwd=ws, env=_env(),
+    rerun = subprocess.run([sys.executable, "-m", "stages.train_student"], cwd=ws, env=subprocess_env(),
                            capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr
     assert "scratch: resuming after epoch 1" in rerun.stdout
