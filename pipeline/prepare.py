@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import Dataset, load_dataset
 from pipeline import locations
+from pipeline.data import Dataset, load_dataset
 from pipeline.errors import DataError
 from pipeline.remote import local_root
 from pipeline.store import SPLITS, split_path, write_json, write_split
@@ -55,8 +55,7 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     }
     summary: dict[str, Any] = {**attrs, "splits": {}}
     out_dir = locations.as_location(out_dir)  # a folder, or an fsspec URL (pipeline.locations)
-    if not locations.is_url(out_dir):
-        out_dir.mkdir(parents=True, exist_ok=True)
+    locations.makedirs(out_dir)
     for split in SPLITS:
         data = dataset.splits[split]
         write_split(split_path(out_dir, split), {"x": data.x, "y": data.y.astype(np.int64)},
