@@ -12,6 +12,7 @@ DATA = Path("data")
 
 PREPARED = DATA / "prepared"            # prepare: {train,test}.zarr of raw inputs
 TOPOLOGY = DATA / "topology"            # topology: {train,test}.zarr of persistence images
+TEACHERS = DATA / "teachers"            # teachers: train.zarr of the frozen teachers' outputs
 MODELS = DATA / "models"                # <model>/{last,best}.pt, summary.json
 LIVE = DATA / "live"                    # DVCLive per-epoch logs, one folder per model
 METRICS = DATA / "metrics"              # metrics files of the evaluate stage
@@ -21,6 +22,7 @@ PLOTS = DATA / "plots"                  # figures declared as DVC plots
 # Outside every stage's outputs (DVC deletes outputs before a stage runs): resumable state.
 RESUME = DATA / ".resume"               # training: <model>.pt after each epoch
 STAGING = DATA / ".staging"             # topology: shards computed so far
+TEACHERS_STAGING = STAGING / "teachers" # teachers: epochs computed so far
 ROOT_CACHE = DATA / ".cache" / "roots"  # remote data.root copies
 
 

@@ -130,6 +130,10 @@ class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(0, ge=0)
     nproc: int = Field(1, gt=0)  # processes (ranks) on this node; > 1 relaunches under torchrun
+    threads: int = Field(1, ge=0)  # torch threads per process; 0 = torch's default (pipeline.runtime)
+    channels_last: bool = True     # persistence images in NHWC memory
+    amp: bool = False              # bf16 autocast on CUDA (ignored on CPU)
+    compile: bool = False          # torch.compile the models
 
     @model_validator(mode="after")
     def _milestones(self) -> "TrainParams":
@@ -148,6 +152,7 @@ class DistillParams(_Section):
     beta: float = Field(200.0, ge=0.0)
     anneal: bool = True
     kl_reduction: Literal["batchmean", "mean"] = "batchmean"
+    teacher_cache: bool = True  # read the teachers stage's stored outputs when exact (pipeline.teacher_cache)
 
     @field_validator("methods")
     @classmethod

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline import distributed
+from pipeline import distributed, runtime
 from pipeline.checkpoint import load_model
-from pipeline.distill import build_method
+from pipeline.distill import METHODS, build_method
 from pipeline.errors import CheckpointError
 from pipeline.inputs import Inputs, load_inputs
 from pipeline.models import build_model
@@ -48,6 +48,7 @@ def _spec(name: str, meta: dict[str, Any], *identity: Any) -> RunSpec:
 def _device(train_cfg: dict[str, Any]):
     """The training device; under torchrun, joins the process group first (nccl on GPUs, one
     GPU per local rank; gloo on CPU). A single process is untouched."""
+    runtime.configure(train_cfg)  # train.threads
     return distributed.setup(select_device(train_cfg["device"]))
 
 
@@ -60,7 +61,9 @@ def _train_alone(name: str, arch: str, input_key: str, inputs: Inputs, params: P
     meta = model_meta(arch, inputs, input_key)
     model = build_model(arch, meta["in_channels"], meta["num_classes"], dims=meta["dims"])
     method = build_method("scratch", model, {}, {}, input_key=input_key).to(device)
+    runtime.prepare_models([model], train_cfg, device)  # amp, compile
     spec = _spec(name, meta, train_cfg, input_identity(store))
+    inputs = runtime.prepare_inputs(inputs, train_cfg)  # channels_last PIs
     return fit(method, inputs.to(device), train_cfg, spec, keys=(input_key,), device=device,
                progress=progress, stop_after_epoch=stop_after_epoch)
 
@@ -96,11 +99,16 @@ def load_teachers(params: Params) -> dict[str, tuple[Any, dict[str, Any]]]:
 def distill(method_name: str, params: Params, progress: bool = True,
             stop_after_epoch: int | None = None) -> dict[str, Any]:
     """A student distilled from the frozen teachers with `method_name` (kd, sp, tgd, tpkd, ...)."""
+    from pipeline import teacher_cache  # here, not at the top: teacher_cache imports this module
+
     train_cfg, distill_cfg = section(params, "train"), section(params, "distill")
     seed_everything(train_cfg["seed"])
     device = _device(train_cfg)
-    inputs = load_inputs(prepared_dir=PREPARED, topology_dir=TOPOLOGY)
     teachers = load_teachers(params)
+    method_class = METHODS.get(method_name)
+    feed = teacher_cache.feed_for(method_class, params, teachers, device) if method_class else None
+    # with the cache, the teachers do not run: the persistence images are not even loaded
+    inputs = load_inputs(prepared_dir=PREPARED, topology_dir=None if feed else TOPOLOGY)
     meta = model_meta(params.models.student, inputs, "x")
     for kind, (teacher, teacher_meta) in teachers.items():
         wanted = meta["num_classes"]
@@ -116,9 +124,11 @@ def distill(method_name: str, params: Params, progress: bool = True,
         student.load_state_dict(scratch.state_dict())
         init = "scratch"
     method = build_method(method_name, student, {k: m for k, (m, _) in teachers.items()}, distill_cfg)
-    keys = ("x", "pi") if getattr(method, "needs_pi", True) else ("x",)
+    runtime.prepare_models([student, *method.teachers.values()], train_cfg, device)  # amp, compile
+    keys = ("x", "pi") if getattr(method, "needs_pi", True) and feed is None else ("x",)
     teacher_ids = [m.get("fingerprint") for _, m in teachers.values()]
     spec = _spec(method_name, {**meta, "method": method_name, "init": init},
                  train_cfg, distill_cfg, teacher_ids, input_identity(PREPARED), input_identity(TOPOLOGY))
+    inputs = runtime.prepare_inputs(inputs, train_cfg)  # channels_last PIs
     return fit(method.to(device), inputs.to(device), train_cfg, spec, keys=keys, device=device,
-               progress=progress, stop_after_epoch=stop_after_epoch)
+               progress=progress, stop_after_epoch=stop_after_epoch, teacher_feed=feed)

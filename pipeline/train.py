@@ -223,8 +223,13 @@ def _open_live(live_dir: Path):
 
 def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         keys: tuple[str, ...], device: torch.device, resume_dir: Path = RESUME_DIR,
-        progress: bool = True, stop_after_epoch: int | None = None) -> dict[str, Any]:
+        progress: bool = True, stop_after_epoch: int | None = None,
+        teacher_feed: Callable[[int, int, Tensor], Any] | None = None) -> dict[str, Any]:
     """Train `method.student` for cfg["epochs"] epochs; write checkpoints, live logs and metrics.
+
+    `teacher_feed(epoch, step, index)`, when given, supplies the batch's stored teacher outputs
+    (pipeline.teacher_cache) as batch["teachers"]: the method reads them instead of running
+    the teachers.
 
     `stop_after_epoch` ends the run early as a kill would (after saving that epoch's resume
     state); tests use it to check that a resumed run reproduces an uninterrupted one.
@@ -284,6 +289,8 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         for start in range(0, n, cfg["batch_size"]):
             index = order[start:start + cfg["batch_size"]]
             batch = make_batch(inputs, "train", index, keys, augment)
+            if teacher_feed is not None:  # the teacher cache: outputs stored for this very batch
+                batch["teachers"] = teacher_feed(epoch, start // cfg["batch_size"], index)
             if ddp is not None:  # the global batch (and its augmentation) on every rank, then a share
                 correct += distributed_step(method, ddp, batch, optimizer, sums, ctx, spec.name, epoch)
                 continue
@@ -312,6 +319,8 @@ def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
         record = {f"{spec.name}_acc": acc, f"{spec.name}_train_acc": 100.0 * correct / n,
                   **{f"{spec.name}_loss_{k}": v / n for k, v in sums.items()},
                   f"{spec.name}_lr": optimizer.param_groups[0]["lr"]}
+        # diagnostics, not losses (e.g. tgd_share_g1: teacher 2's share of the merged map)
+        record.update({f"{spec.name}_{k}": v for k, v in method.diagnostics.epoch_means().items()})
         history.append(record)
         for metric, value in record.items():
             live.log_metric(metric, value)

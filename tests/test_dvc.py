@@ -49,8 +49,9 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "distill@kd", "distill@tgd", "evaluate"):
+                  "train_student", "teachers", "distill@kd", "distill@tgd", "evaluate"):
         assert f"Running stage '{stage}'" in first
+    assert "tgd: teacher outputs from data/teachers" in first  # the distill stages read the cache
     metrics = json.loads((project / "data/metrics/evaluate.json").read_text())
     assert {"tgd_acc", "kd_acc", "scratch_acc", "teacher_topology_acc"} <= set(metrics)
 
@@ -60,8 +61,10 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
     second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.alpha=0.5")
-    for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology", "train_student"):
+    for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology", "train_student",
+                  "teachers"):  # an alpha sweep runs no teacher
         assert f"Running stage '{stage}'" not in second, stage
+    assert "tgd: teacher outputs from data/teachers" in second
     for stage in ("distill@tgd", "distill@kd", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
 

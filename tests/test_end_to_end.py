@@ -14,6 +14,7 @@ from pipeline.prepare import prepare
 from pipeline.report import METRICS, REPORT, evaluate_all
 from pipeline.runs import PREPARED, TOPOLOGY, distill, train_student, train_teacher
 from pipeline.store import read_split, split_path
+from pipeline.teacher_cache import cache_teachers
 from pipeline.topology_job import compute_topology
 from tests.conftest import tiny_params
 
@@ -24,6 +25,7 @@ def run_dag(workspace) -> dict:
     compute_topology(PREPARED, TOPOLOGY, section(params, "topology"), progress=False)
     summaries = {f"teacher_{k}": train_teacher(k, params, progress=False) for k in ("image", "topology")}
     summaries["scratch"] = train_student(params, progress=False)
+    summaries["teachers"] = cache_teachers(params, progress=False)
     for method in params.distill.methods:
         summaries[method] = distill(method, params, progress=False)
     evaluate_all(params)

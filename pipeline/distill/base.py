@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from pipeline.errors import ParamsError
 
+from .diagnostics import Diagnostics  # teacher cache / diagnostics (cache branch)
 from .losses import KL_REDUCTIONS, kd_kl
 
 METHODS: dict[str, type["Method"]] = {}
@@ -57,6 +58,9 @@ class Method(nn.Module):
     name: str = "?"
     teacher_keys: tuple[str, ...] = ()
     needs_pi: bool = False
+    # What forward reads through teacher_outputs ("logits", "gram", "corr"): the teachers stage
+    # stores exactly these (pipeline.teacher_cache); () = not cacheable, the teachers always run.
+    cache_reads: tuple[str, ...] = ()
 
     def __init__(self, student: nn.Module, teachers: Mapping[str, nn.Module], cfg: Mapping):
         super().__init__()
@@ -68,6 +72,7 @@ class Method(nn.Module):
                               f"{', '.join(repr(k) for k in missing)}; got "
                               f"{sorted(k for k, v in teachers.items() if v is not None) or 'none'}")
         self.teachers = nn.ModuleDict({k: freeze(teachers[k]) for k in self.teacher_keys})
+        self.diagnostics = Diagnostics()  # per-epoch numbers that are not losses (e.g. map shares)
 
     # -- contract ------------------------------------------------------------------------------
     def forward(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from .base import LogitKDMixin, Method, register
 from .losses import similarity_maps, sp_loss
+from .teacher_outputs import teacher_outputs
 
 
 @register("sp")
 class SP(LogitKDMixin, Method):
     teacher_keys = ("image",)
+    cache_reads = ("gram",)
 
     def __init__(self, student, teachers, cfg):
         super().__init__(student, teachers, cfg)
@@ -24,6 +26,6 @@ class SP(LogitKDMixin, Method):
     def forward(self, batch):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, fs = self.student(x)
-        _, f1 = self.teacher("image", x)
-        sim = sp_loss(similarity_maps(fs), similarity_maps(f1))
+        _, g1 = teacher_outputs(self, batch, "image", "gram")
+        sim = sp_loss(similarity_maps(fs), g1)
         return zs, {"ce": self.ce(zs, y), "sim": self.gamma * sim}

@@ -13,17 +13,20 @@ and its reasons are in docs/methods.md.
 from __future__ import annotations
 
 from .base import register
-from .losses import orth_loss
+from .losses import correlation_map, sp_loss
 from .tgd import TwoTeacherMethod
 
 
 @register("tpkd")
 class TPKD(TwoTeacherMethod):
+    maps = "corr"
+    cache_reads = ("logits", "corr")
+
     def __init__(self, student, teachers, cfg):
         super().__init__(student, teachers, cfg)
         self.beta = self.param("beta", 0.0)
 
     def forward(self, batch):
-        zs, fs, f1, f2, ce, kd = self.run_all(batch)
-        orth = orth_loss(fs, f1, f2, self.alpha)
+        zs, fs, merged, ce, kd = self.run_all(batch)
+        orth = sp_loss([correlation_map(f) for f in fs], merged)  # = losses.orth_loss
         return zs, {"ce": ce, "kd": kd, "orth": self.beta * orth}
