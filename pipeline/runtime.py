@@ -44,9 +44,17 @@ def prepare_inputs(inputs: Inputs, train_cfg: Mapping[str, Any]) -> Inputs:
 
 def _autocast_forward(self: nn.Module, x: torch.Tensor):
     """The model's own forward under bf16 autocast; outputs back to float32."""
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+    with torch.autocast(device_type=self.autocast_device, dtype=torch.bfloat16):
         logits, feats = type(self).forward(self, x)
     return logits.float(), [f.float() for f in feats]
+
+
+def autocast_bf16(model: nn.Module, device_type: str = "cuda") -> nn.Module:
+    """Run `model`'s forward under bf16 autocast on `device_type`, in place. A bound method on
+    the instance: state_dict keys stay, and copy.deepcopy rebinds it to the copy."""
+    model.autocast_device = device_type
+    model.forward = types.MethodType(_autocast_forward, model)
+    return model
 
 
 def prepare_models(models: Iterable[nn.Module], train_cfg: Mapping[str, Any],
@@ -55,7 +63,7 @@ def prepare_models(models: Iterable[nn.Module], train_cfg: Mapping[str, Any],
     each model, in place: parameters, state_dict keys and checkpoints are unchanged."""
     amp = bool(train_cfg.get("amp", False)) and device.type == "cuda"
     for model in models:
-        if amp:  # a bound method: copy.deepcopy of the model rebinds it to the copy
-            model.forward = types.MethodType(_autocast_forward, model)
+        if amp:
+            autocast_bf16(model, "cuda")
         if train_cfg.get("compile", False):
             model.compile()
