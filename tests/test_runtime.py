@@ -55,3 +55,13 @@ def test_cuda_switches_leave_cpu_runs_alone():
     prepare_models([model], cfg, torch.device("cpu"))
     assert "forward" not in vars(model)
     assert torch.equal(model(x)[0], before)
+
+
+def test_maps_of_channels_last_features_equal_the_contiguous_ones():
+    from pipeline.distill.losses import correlation_map, flatten, similarity_map
+
+    f = torch.randn(8, 5, 4, 4)
+    nhwc = f.contiguous(memory_format=torch.channels_last)
+    assert flatten(nhwc).data_ptr() == nhwc.data_ptr()  # a view: no copy per step
+    torch.testing.assert_close(similarity_map(nhwc), similarity_map(f))
+    torch.testing.assert_close(correlation_map(nhwc), correlation_map(f))
