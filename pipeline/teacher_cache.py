@@ -29,6 +29,8 @@ and renames the store into place when complete.
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -167,10 +169,8 @@ def _group_count(teachers: Mapping[str, torch.nn.Module], inputs: Inputs) -> int
     return len(teachers[key](inputs.model_input(name, inputs.splits["train"][name][:1]))[1])
 
 
-def _resume_point(staging: Path, identity: str) -> list[int] | None:
+def _resume_point(staging: Path, key: str) -> list[int] | None:
     """Epochs already in the staging store when it belongs to this cache; None otherwise."""
-    import json
-
     marker = staging / MARKER
     if not (marker.is_file() and (staging / STORE / "zarr.json").is_file()):
         return None
@@ -178,7 +178,32 @@ def _resume_point(staging: Path, identity: str) -> list[int] | None:
         state = json.loads(marker.read_text())
     except ValueError:
         return None
-    return list(state["epochs"]) if state.get("identity") == identity else None
+    return list(state["epochs"]) if state.get("key") == key else None
+
+
+def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
+                  needs: Mapping[str, tuple[str, ...]], train_cfg: Mapping[str, Any], identity: str,
+                  passes: int, print_fn: Callable[[str], None]) -> tuple[zarr.Group, list[int], str]:
+    """The staging store (resumed when it holds epochs of this very cache, else created) and
+    the epochs it already holds."""
+    key = fingerprint(identity, dict(needs))  # what is stored matters as much as for whom
+    done = _resume_point(staging, key)
+    if done is None:
+        locations.rmtree(staging)
+        staging.mkdir(parents=True)
+        n, batch_size = len(inputs.splits["train"]["y"]), train_cfg["batch_size"]
+        groups = _group_count(teachers, inputs)
+        attrs = {"identity": identity, "seed": train_cfg["seed"], "epochs": train_cfg["epochs"],
+                 "batch_size": batch_size, "n": n, "groups": groups,
+                 "needs": {k: list(v) for k, v in needs.items()},
+                 "map_epochs": passes if any(needs.values()) else 0}
+        _create_store(staging / STORE, attrs,
+                      _shapes(needs, n, train_cfg["epochs"], batch_size, inputs.num_classes, groups))
+        done = []
+        write_json(staging / MARKER, {"key": key, "epochs": done})
+    else:
+        print_fn(f"teachers: resuming, {len(done)} of {passes} epochs already in {staging}")
+    return zarr.open_group(str(staging / STORE), mode="r+", zarr_format=3), done, key
 
 
 def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
@@ -187,25 +212,12 @@ def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: 
                 print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the (frozen, eval-mode) `teachers` over the training batches of every epoch and
     write `out_dir`/train.zarr; resumes from `staging` when it holds epochs of this cache."""
-    seed, epochs, batch_size = train_cfg["seed"], train_cfg["epochs"], train_cfg["batch_size"]
+    seed, batch_size = train_cfg["seed"], train_cfg["batch_size"]
     n = len(inputs.splits["train"]["y"])
-    passes = epochs if any(needs.values()) else 1  # logits alone: one pass over the data
+    passes = train_cfg["epochs"] if any(needs.values()) else 1  # logits alone: one pass
     staging = Path(staging)
-    done = _resume_point(staging, identity)
-    store = staging / STORE
-    if done is None:
-        locations.rmtree(staging)
-        staging.mkdir(parents=True)
-        groups = _group_count(teachers, inputs)
-        attrs = {"identity": identity, "seed": seed, "epochs": epochs, "batch_size": batch_size,
-                 "n": n, "groups": groups, "needs": {k: list(v) for k, v in needs.items()},
-                 "map_epochs": passes if any(needs.values()) else 0}
-        _create_store(store, attrs, _shapes(needs, n, epochs, batch_size, inputs.num_classes, groups))
-        done = []
-        write_json(staging / MARKER, {"identity": identity, "epochs": done})
-    else:
-        print_fn(f"teachers: resuming, {len(done)} of {passes} epochs already in {staging}")
-    group = zarr.open_group(str(store), mode="r+", zarr_format=3)
+    group, done, key = _open_staging(staging, teachers, inputs, needs, train_cfg, identity, passes,
+                                     print_fn)
     for epoch in tqdm(range(passes), desc="teachers", unit="epoch", disable=not progress):
         if epoch in done:
             continue
@@ -217,18 +229,16 @@ def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: 
         _epoch_outputs(teachers, inputs, needs, order, batch_size, logits, buffers)
         for name, values in buffers.items():
             group[name][epoch] = values
-        for key, values in (logits or {}).items():
-            group[f"logits_{key}"][...] = values
+        for name, values in (logits or {}).items():
+            group[f"logits_{name}"][...] = values
         group["order"][epoch] = order.numpy().astype(np.int32)
         done.append(epoch)
-        write_json(staging / MARKER, {"identity": identity, "epochs": done})
+        write_json(staging / MARKER, {"key": key, "epochs": done})
     return _publish(staging, Path(out_dir), group)
 
 
 def _publish(staging: Path, out_dir: Path, group: zarr.Group) -> dict[str, Any]:
     """Fill the orders of epochs that computed no maps, then move the store into place."""
-    import os
-
     attrs = dict(group.attrs)
     for epoch in range(attrs["map_epochs"] or 1, attrs["epochs"]):  # logits-only caches
         group["order"][epoch] = epoch_order(attrs["seed"], epoch, attrs["n"]).numpy().astype(np.int32)
@@ -247,6 +257,7 @@ def write_skipped(out_dir: Path, reason: str) -> dict[str, Any]:
     """The stage's output when no cache is built: a summary saying why (distill runs teachers)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    locations.rmtree(out_dir / STORE)  # never leave an older cache beside the summary
     summary = {"cached": False, "reason": reason}
     write_json(out_dir / "summary.json", summary)
     return summary
@@ -314,8 +325,6 @@ def open_feed(cache_dir: Path, method: Any, train_cfg: Mapping[str, Any], modali
 def _unusable(cache_dir: Path, method: Any, train_cfg: Mapping[str, Any], modality: str,
               identity: str, reads: Mapping[str, tuple[str, ...]], enabled: bool) -> str | None:
     """Why `method` cannot read the cache in `cache_dir`; None if it can."""
-    import json
-
     if not method.cache_reads:
         return f"method {method.name!r} does not read the teacher cache"
     if not enabled:

@@ -168,3 +168,24 @@ def test_killed_stage_resumes_to_the_same_store(dag, tmp_path, monkeypatch, caps
     cache_teachers(params, progress=False)
     assert "resuming, 1 of 2 epochs" in capsys.readouterr().out and len(calls) == 1
     assert tree_digest(CACHE / STORE) == tree_digest(dag / CACHE / STORE)
+
+
+def test_kd_alone_caches_logits_in_one_pass(dag, tmp_path, monkeypatch):
+    (tmp_path / "data" / "models").mkdir(parents=True)
+    for name in ("prepared", "topology", "models/teacher_image", "models/teacher_topology"):
+        (tmp_path / "data" / name).symlink_to(dag / "data" / name)
+    monkeypatch.chdir(tmp_path)
+    params = validate(tiny_params(**{"distill.methods": ["kd"]}))
+    passes = []
+    real = teacher_cache._epoch_outputs
+    monkeypatch.setattr(teacher_cache, "_epoch_outputs", lambda *a: passes.append(1) or real(*a))
+    summary = cache_teachers(params, progress=False)
+    assert summary["needs"] == {"image": []} and summary["map_epochs"] == 0 and len(passes) == 1
+    feed = feed_for(METHODS["kd"], params, load_teachers(params), torch.device("cpu"))
+    order = epoch_order(params.train.seed, 1, 120)
+    batch = feed(1, 0, order[:32])  # the second epoch's order is there although no pass ran for it
+    same = feed_for(METHODS["kd"], validate(tiny_params()), load_teachers(params), torch.device("cpu"))
+    assert same is not None  # identity does not depend on distill.methods
+    full = teacher_cache.TeacherFeed(dag / CACHE / STORE, {"image": ()}, torch.device("cpu"))
+    torch.testing.assert_close(batch.logits["image"], full(1, 0, order[:32]).logits["image"])
+    assert feed_for(METHODS["tgd"], params, load_teachers(params), torch.device("cpu")) is None
