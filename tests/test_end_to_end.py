@@ -65,6 +65,7 @@ def test_dag_end_to_end(workspace):
         assert torch.equal(value, before[key])
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_fails_by_name(workspace):
     params = load_params()
     prepare(section(params, "data"), PREPARED)

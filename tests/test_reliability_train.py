@@ -114,6 +114,7 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path, prepared, monkeypat
     assert not (parts / RESUME).exists()
 
 
+@pytest.mark.slow  # a stage in a subprocess, killed and rerun
 def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkeypatch):
     overrides = {"train.epochs": 3}
     ws = _enter(tmp_path / "killed", prepared, monkeypatch, **overrides)
