@@ -147,7 +147,7 @@ def print_topology(r: dict) -> None:
 def run_topology_signals(repeat: int = 3) -> dict:
     """Both engines on every basicmotions window (train and test), prepared as the stage does."""
     from pipeline.data import load_dataset
-    from pipeline.params import SignalRecipe
+    from pipeline.params import load_params
     from pipeline.prepare import scale_signals
     from pipeline.topology import signal_persistence_images
     from pipeline.topology import fast as fast_mod
@@ -155,7 +155,7 @@ def run_topology_signals(repeat: int = 3) -> dict:
     dataset = load_dataset({"name": "basicmotions"})
     scale_signals(dataset)
     windows = np.concatenate([dataset.splits[s].x for s in ("train", "test")])
-    cfg = SignalRecipe().model_dump()
+    cfg = load_params().topology.signal.model_dump()  # the recipe of params.yaml
     res: dict = {"source": f"basicmotions, {len(windows)} windows of {windows.shape[1]} x {windows.shape[2]} channels",
                  "n": len(windows)}
     with one_core():
@@ -183,7 +183,7 @@ def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, sha
     """compute_topology on the same prepared store with loky and with a Dask LocalCluster."""
     import tempfile
 
-    from pipeline.params import TopologyParams
+    from pipeline.params import load_params
     from pipeline.store import SPLITS, split_path, tree_digest, write_split
     from pipeline.topology_job import compute_block, compute_topology
 
@@ -192,7 +192,7 @@ def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, sha
     shard_size = shard_size or max(1, -(-len(images) // (4 * workers)))  # ~4 tasks per worker
     res: dict = {"source": source, "n": len(images), "workers": workers, "shard_size": shard_size,
                  "engine": engine}
-    cfg = {**TopologyParams().model_dump(), "engine": engine, "n_jobs": workers}
+    cfg = {**load_params().topology.model_dump(), "engine": engine, "n_jobs": workers}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared"
         attrs = {"dataset": "bench", "modality": "image", "classes": ["0"], "mean": [0.0], "std": [1.0]}
@@ -235,13 +235,13 @@ def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: 
     from pipeline import distributed
     from pipeline.distill import build_method
     from pipeline.models import build_model
-    from pipeline.train import distributed_step, make_optimizer
+    from pipeline.train import train_step
 
     ctx = distributed.init_from_env("cpu")
     torch.manual_seed(0)
     student = build_model(arch, channels, 10)
-    method = build_method("scratch", student, {}, {})
-    optimizer = make_optimizer(student.parameters(), {"optimizer": "adam", "lr": 5e-4, "weight_decay": 0.0})
+    method = build_method("scratch", student, {})
+    optimizer = torch.optim.Adam(student.parameters(), lr=5e-4)
     ddp = distributed.wrap(student, torch.device("cpu"))
     generator = torch.Generator().manual_seed(1)
     data = {"x": torch.randn(batch, channels, 32, 32, generator=generator),
@@ -249,13 +249,7 @@ def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: 
     times = []
     for step in range(warmup + steps):
         started = time.perf_counter()
-        if ddp is None:
-            _, losses = method(data)
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            optimizer.step()
-        else:
-            distributed_step(method, ddp, data, optimizer, {}, ctx, "bench", 0)
+        train_step(method, ddp, data, optimizer, ctx)  # one process: the world-size-1 case
         if step >= warmup:
             times.append(time.perf_counter() - started)
     if rank == 0:

@@ -23,9 +23,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.report import METRICS
+from pipeline.layout import EVALUATE_METRICS as METRICS
 
-MODEL_ORDER = ["teacher_image", "teacher_topology", "scratch", "kd", "sp", "tgd", "tpkd"]
+FIRST_MODELS = ["teacher_image", "teacher_topology", "scratch"]  # then the methods, by name
 _METRIC = re.compile(r"^(?P<model>.+?)_(?P<what>acc|top5|ece|params|noise(?P<std>[0-9.]+)_acc)$")
 
 
@@ -78,7 +78,7 @@ def summary_table(runs: dict[str, dict[str, float]]) -> str:
     """Markdown: one row per model, mean ± sample std over `runs` of each metric."""
     per_run = [_by_model(m) for m in runs.values()]
     models = sorted({m for r in per_run for m in r},
-                    key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else len(MODEL_ORDER), m))
+                    key=lambda m: (FIRST_MODELS.index(m) if m in FIRST_MODELS else len(FIRST_MODELS), m))
     noise = sorted({w for r in per_run for t in r.values() for w in t if w.startswith("noise")},
                    key=lambda w: float(w[len("noise"):-len("_acc")]))
     noise = [w for w in noise if float(w[len("noise"):-len("_acc")]) > 0]

@@ -11,8 +11,9 @@ import yaml
 from pipeline.experiments import experiment_metrics
 from tests.conftest import REPO, tiny_params
 
-pytestmark = pytest.mark.skipif(shutil.which("dvc") is None and not Path(sys.executable).with_name("dvc").exists(),
-                                reason="dvc is not installed")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("dvc") is None and not Path(sys.executable).with_name("dvc").exists(),
+                                 reason="dvc is not installed")]
 PROJECT_FILES = ["pipeline", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 
 
@@ -49,7 +50,7 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "distill@kd", "distill@tgd", "evaluate"):
+                  "train_student", "method_params", "distill@kd", "distill@tgd", "evaluate"):
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((project / "data/metrics/evaluate.json").read_text())
     assert {"tgd_acc", "kd_acc", "scratch_acc", "teacher_topology_acc"} <= set(metrics)
@@ -60,9 +61,11 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
     second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.alpha=0.5")
-    for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology", "train_student"):
+    # alpha is read by tgd (and tpkd), never by kd: only tgd's student is trained again.
+    for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
+                  "train_student", "distill@kd"):
         assert f"Running stage '{stage}'" not in second, stage
-    for stage in ("distill@tgd", "distill@kd", "evaluate"):
+    for stage in ("method_params", "distill@tgd", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
 
     # Both runs with their metrics: the baseline commit's and the experiment's own (its commit

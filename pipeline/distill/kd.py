@@ -5,19 +5,17 @@ L = (1 - lambda) CE(zs, y) + lambda T^2 KL(softmax(z1/T) || softmax(zs/T))
 
 from __future__ import annotations
 
-from .base import LogitKDMixin, Method, register
+from .base import LogitKDMixin, LogitParams, Method, register
 
 
 @register("kd")
 class KD(LogitKDMixin, Method):
     teacher_keys = ("image",)
-
-    def __init__(self, student, teachers, cfg):
-        super().__init__(student, teachers, cfg)
-        self._read_kd_params()
+    inputs = ("x",)
+    params_model = LogitParams
 
     def forward(self, batch):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, _ = self.student(x)
-        z1, _ = self.teacher("image", x)
-        return zs, {"ce": self.ce(zs, y), "kd": self.lam * self.kl(zs, z1)}
+        z1, _ = self.teacher("image", batch)
+        return zs, {"ce": self.ce(zs, y), "kd": self.hparams.lambda_ * self.kl(zs, z1)}

@@ -8,22 +8,23 @@ feature term with alpha = 1 and no logit term: see docs/methods.md.)
 
 from __future__ import annotations
 
-from .base import LogitKDMixin, Method, register
+from .base import CEParams, LogitKDMixin, Method, NonNegative, register
 from .losses import similarity_maps, sp_loss
+
+
+class SPParams(CEParams):
+    gamma: NonNegative  # similarity-map weight per group
 
 
 @register("sp")
 class SP(LogitKDMixin, Method):
     teacher_keys = ("image",)
-
-    def __init__(self, student, teachers, cfg):
-        super().__init__(student, teachers, cfg)
-        self._read_kd_params()
-        self.gamma = self.param("gamma", 0.0)
+    inputs = ("x",)
+    params_model = SPParams
 
     def forward(self, batch):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, fs = self.student(x)
-        _, f1 = self.teacher("image", x)
+        _, f1 = self.teacher("image", batch)
         sim = sp_loss(similarity_maps(fs), similarity_maps(f1))
-        return zs, {"ce": self.ce(zs, y), "sim": self.gamma * sim}
+        return zs, {"ce": self.ce(zs, y), "sim": self.hparams.gamma * sim}

@@ -1,4 +1,4 @@
-"""tgd: topological guidance KD (Jeon et al. 2024), REFERENCE.md section 3, as the authors' code.
+"""tgd: topological guidance KD (Jeon et al. 2024), as the authors' code computes it.
 
 L = (1 - lambda) CE(zs, y)
   + lambda T^2 [alpha KL(z1 || zs) + (1 - alpha) KL(z2 || zs)]
@@ -10,35 +10,37 @@ merged with alpha, then row-normalised.
 
 from __future__ import annotations
 
-from .base import LogitKDMixin, Method, register
+from .base import LogitKDMixin, LogitParams, Method, NonNegative, Weight, register
 from .losses import merged_similarity_loss
+
+
+class TwoTeacherParams(LogitParams):
+    alpha: Weight  # teacher 1 (raw) vs teacher 2 (topology)
+
+
+class TGDParams(TwoTeacherParams):
+    gamma: NonNegative  # similarity-map weight per group
 
 
 class TwoTeacherMethod(LogitKDMixin, Method):
     teacher_keys = ("image", "topology")
-    needs_pi = True
-
-    def __init__(self, student, teachers, cfg):
-        super().__init__(student, teachers, cfg)
-        self._read_kd_params()
-        self.alpha = self.param("alpha", 0.0, 1.0)
+    inputs = ("x", "pi")
 
     def run_all(self, batch):
-        x, pi, y = (self.batch_item(batch, k) for k in ("x", "pi", "y"))
+        x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, fs = self.student(x)
-        z1, f1 = self.teacher("image", x)
-        z2, f2 = self.teacher("topology", pi)
-        kd = self.lam * (self.alpha * self.kl(zs, z1) + (1.0 - self.alpha) * self.kl(zs, z2))
+        z1, f1 = self.teacher("image", batch)
+        z2, f2 = self.teacher("topology", batch)
+        lam, alpha = self.hparams.lambda_, self.hparams.alpha
+        kd = lam * (alpha * self.kl(zs, z1) + (1.0 - alpha) * self.kl(zs, z2))
         return zs, fs, f1, f2, self.ce(zs, y), kd
 
 
 @register("tgd")
 class TGD(TwoTeacherMethod):
-    def __init__(self, student, teachers, cfg):
-        super().__init__(student, teachers, cfg)
-        self.gamma = self.param("gamma", 0.0)
+    params_model = TGDParams
 
     def forward(self, batch):
         zs, fs, f1, f2, ce, kd = self.run_all(batch)
-        sim = merged_similarity_loss(fs, f1, f2, self.alpha)
-        return zs, {"ce": ce, "kd": kd, "sim": self.gamma * sim}
+        sim = merged_similarity_loss(fs, f1, f2, self.hparams.alpha)
+        return zs, {"ce": ce, "kd": kd, "sim": self.hparams.gamma * sim}
