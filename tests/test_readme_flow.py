@@ -91,3 +91,11 @@ def test_walking_the_readme_keeps_the_baseline_next_to_the_experiment(tmp_path):
     # Back to the baseline in the workspace, as the README says.
     sh(project, "bash", "-c", "git checkout -- . && dvc checkout")
     assert json.loads((project / METRICS).read_text()) == baseline_metrics
+
+    # A later commit: pipeline.experiments still finds the run, which hangs off the earlier one.
+    sh(project, "git", "commit", "-q", "--allow-empty", "-m", "a later commit")
+    table = sh(project, sys.executable, "-m", "pipeline.experiments", "--match", name[:3] + "*",
+               "--baseline", "kd")
+    assert f"seed {params['train']['seed']}: {name}" in table
+    tgd = runs[name]["tgd_acc"] - runs[name]["kd_acc"]
+    assert f"| tgd | 1 | {tgd:+.2f} | — | {tgd:+.2f} |" in table
