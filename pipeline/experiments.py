@@ -228,6 +228,12 @@ class Paired:
     unpaired: list[str]                           # runs whose seed the other side lacks
 
 
+def _students(metrics: dict[str, float], metric: str, skip: str | None) -> dict[str, float]:
+    """{model: its `metric`} for the students (teachers are no method to compare)."""
+    return {model: values[metric] for model, values in _by_model(metrics).items()
+            if metric in values and not model.startswith("teacher_") and model != skip}
+
+
 def paired_differences(runs: dict[str, Run], baseline_runs: dict[str, Run] | None,
                        baseline: str, metric: str = "acc") -> Paired:
     """`model_metric - baseline_metric` per seed, for every student model of `runs`; the baseline
@@ -241,15 +247,11 @@ def paired_differences(runs: dict[str, Run], baseline_runs: dict[str, Run] | Non
     if missing or not seeds:
         raise PipelineError(f"no {key} in {', '.join(missing)}" if missing else
                             "no seed in common between --match and --baseline-match runs")
+    skip = baseline if baseline_runs is None else None   # model - itself in one run is 0
     differences: dict[str, dict[int, float]] = {}
     for seed in seeds:
-        for name, value in mine[seed].metrics.items():
-            found = _METRIC.match(name)
-            model = found["model"] if found else None
-            if (not found or found["what"] != metric or model.startswith("teacher_")
-                    or (model == baseline and baseline_runs is None)):
-                continue
-            differences.setdefault(model, {})[seed] = float(value) - float(theirs[seed].metrics[key])
+        for model, value in _students(mine[seed].metrics, metric, skip).items():
+            differences.setdefault(model, {})[seed] = value - float(theirs[seed].metrics[key])
     if not differences:
         raise PipelineError(f"no student metric *_{metric} besides {key} in "
                             f"{', '.join(mine[s].name for s in seeds)}")
