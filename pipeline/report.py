@@ -22,7 +22,7 @@ from pipeline.train import select_device
 
 METRICS = Path("data/metrics/evaluate.json")
 REPORT = Path("data/report")
-PLOTS = Path("data/plots")
+PLOTS = Path("data/plots/evaluate")  # data/plots/persistence_images.png is the topology stage's
 
 TABLE_COLUMNS = [
     ("model", "model", None), ("input", "input", None), ("arch", "arch", None),
