@@ -396,4 +396,5 @@ def warmup() -> float:
     cleaned_counts(x, 0.02)
     fast_cubical.images(x.reshape(1, 2, 3), grid=g, threshold=0.02, normalize=True)
     fast_cubical.diagrams(x.reshape(1, 2, 3))
+    fast_cubical.cleaned_counts(x.reshape(1, 2, 3), 0.02)
     return time.perf_counter() - t
