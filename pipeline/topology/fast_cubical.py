@@ -65,6 +65,47 @@ def _find(parent, i):
 
 
 @nb.njit(cache=True, nogil=True)
+def _merge_low(parent, birth, root, q, value, out_b, out_d, k):
+    """Sublevel (H0): join q's component to `root` (the entering pixel's) at `value`; the elder
+    (lower birth) survives, the younger's pair is emitted when it has positive length.
+    Returns (the root, the number of pairs)."""
+    rq = _find(parent, q)
+    if rq == root:
+        return root, k
+    if birth[rq] > birth[root]:
+        young = rq
+    else:
+        young = root
+        root = rq
+    if value > birth[young]:
+        out_b[k] = birth[young]
+        out_d[k] = value
+        k += 1
+    parent[young] = root
+    return root, k
+
+
+@nb.njit(cache=True, nogil=True)
+def _merge_high(parent, birth, root, q, value, out_b, out_d, k):
+    """Superlevel (H1 by duality): as _merge_low with the elder the higher birth (larger maximum);
+    the younger component of maximum m gives the hole (value, m)."""
+    rq = _find(parent, q)
+    if rq == root:
+        return root, k
+    if birth[rq] < birth[root]:
+        young = rq
+    else:
+        young = root
+        root = rq
+    if birth[young] > value:
+        out_b[k] = value
+        out_d[k] = birth[young]
+        k += 1
+    parent[young] = root
+    return root, k
+
+
+@nb.njit(cache=True, nogil=True)
 def _h0_pairs(v, n, stride, order, parent, birth, out_b, out_d):
     """H0 pairs (levels) of the sublevel filtration, 8-connectivity; the infinite bar is not
     emitted. The frame cells stay absent (parent -1)."""
@@ -76,22 +117,27 @@ def _h0_pairs(v, n, stride, order, parent, birth, out_b, out_d):
         parent[p] = p
         birth[p] = value
         root = p
-        for off in (-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1):
-            q = p + off
-            if parent[q] < 0:
-                continue
-            rq = _find(parent, q)
-            if rq == root:
-                continue
-            if birth[rq] > birth[root]:     # the elder (lower birth) survives
-                young, root = rq, root
-            else:
-                young, root = root, rq
-            if value > birth[young]:
-                out_b[k] = birth[young]
-                out_d[k] = value
-                k += 1
-            parent[young] = root
+        up = parent[p - stride] >= 0
+        down = parent[p + stride] >= 0
+        left = parent[p - 1] >= 0
+        right = parent[p + 1] >= 0
+        if up:
+            root, k = _merge_low(parent, birth, root, p - stride, value, out_b, out_d, k)
+        if down:
+            root, k = _merge_low(parent, birth, root, p + stride, value, out_b, out_d, k)
+        if left:
+            root, k = _merge_low(parent, birth, root, p - 1, value, out_b, out_d, k)
+        if right:
+            root, k = _merge_low(parent, birth, root, p + 1, value, out_b, out_d, k)
+        # a present diagonal neighbour beside a present edge neighbour already shares its component
+        if not (up or left) and parent[p - stride - 1] >= 0:
+            root, k = _merge_low(parent, birth, root, p - stride - 1, value, out_b, out_d, k)
+        if not (up or right) and parent[p - stride + 1] >= 0:
+            root, k = _merge_low(parent, birth, root, p - stride + 1, value, out_b, out_d, k)
+        if not (down or left) and parent[p + stride - 1] >= 0:
+            root, k = _merge_low(parent, birth, root, p + stride - 1, value, out_b, out_d, k)
+        if not (down or right) and parent[p + stride + 1] >= 0:
+            root, k = _merge_low(parent, birth, root, p + stride + 1, value, out_b, out_d, k)
     return k
 
 
@@ -111,22 +157,14 @@ def _h1_pairs(v, n, stride, order, parent, birth, out_b, out_d):
         parent[p] = p
         birth[p] = value
         root = p
-        for off in (-stride, -1, 1, stride):
-            q = p + off
-            if parent[q] < 0:
-                continue
-            rq = _find(parent, q)
-            if rq == root:
-                continue
-            if birth[rq] < birth[root]:     # the elder (higher birth: larger maximum) survives
-                young, root = rq, root
-            else:
-                young, root = root, rq
-            if birth[young] > value:        # the hole of maximum birth[young] was born at value
-                out_b[k] = value
-                out_d[k] = birth[young]
-                k += 1
-            parent[young] = root
+        if parent[p - stride] >= 0:
+            root, k = _merge_high(parent, birth, root, p - stride, value, out_b, out_d, k)
+        if parent[p + stride] >= 0:
+            root, k = _merge_high(parent, birth, root, p + stride, value, out_b, out_d, k)
+        if parent[p - 1] >= 0:
+            root, k = _merge_high(parent, birth, root, p - 1, value, out_b, out_d, k)
+        if parent[p + 1] >= 0:
+            root, k = _merge_high(parent, birth, root, p + 1, value, out_b, out_d, k)
     return k
 
 
