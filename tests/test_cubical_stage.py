@@ -111,6 +111,18 @@ def test_stage_draws_the_figure_and_teacher_2_trains_on_4_channels(workspace):
     assert meta["in_channels"] == 4
 
 
+def test_figure_of_sensor_windows(tmp_path):
+    from pipeline.topology.figure import draw, pick_samples
+
+    assert pick_samples(np.array([2, 0, 2, 1, 0, 3]), 3).tolist() == [1, 3, 0]   # classes 0, 1, 2
+    recipe = validate(tiny_params()).topology.signal.model_dump()
+    rng = np.random.default_rng(0)
+    path = draw(rng.normal(size=(2, 100, 3)), rng.uniform(size=(2, 3, 64, 64)),
+                [f"channel {c}, sequence, H0" for c in range(3)], ["walking (#0)", "running (#7)"],
+                recipe, "signal", tmp_path / "plots" / "pis.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 10_000
+
+
 def test_dvc_declares_the_figure_and_no_output_inside_another():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert {"data/plots/persistence_images.png": {"cache": False}} in stages["topology"]["plots"]

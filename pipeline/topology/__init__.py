@@ -24,7 +24,7 @@ from pipeline.topology.filtrations import FILTRATIONS, channel_labels, image_seq
 from pipeline.topology.grid import Grid, clean, make_grid
 
 __all__ = ["ENGINES", "Engine", "get_engine", "FILTRATIONS", "persistence_images", "signal_persistence_images",
-           "image_recipe", "signal_recipe", "channel_labels", "image_sequences", "signal_sequences", "Grid",
+           "channel_labels", "image_sequences", "signal_sequences", "Grid",
            "make_grid", "clean"]
 
 
@@ -37,16 +37,6 @@ def _validated(modality: str, recipe: Mapping[str, Any], caller: str) -> dict[st
     except ParamsError as error:
         raise TopologyError(str(error)) from None
     return getattr(params.topology, modality).model_dump()
-
-
-def image_recipe(**recipe) -> dict[str, Any]:
-    """A complete, validated ``topology.image`` recipe (defaults of the params schema filled in)."""
-    return _validated("image", recipe, "image recipe")
-
-
-def signal_recipe(**recipe) -> dict[str, Any]:
-    """A complete, validated ``topology.signal`` recipe."""
-    return _validated("signal", recipe, "signal recipe")
 
 
 def _describe(x) -> str:

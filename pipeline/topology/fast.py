@@ -1,4 +1,6 @@
-"""Engine ``fast``: the same recipe as engine ``ripser``, compiled with numba, one core.
+"""Engine ``fast``: the same recipe as engine ``ripser``, compiled with numba, one core. Sequence
+diagrams here; cubical diagrams in ``fast_cubical``, which shares the image kernel
+``pi_of_level_pairs`` (cleaning, weights, dgemm, the min_max floor, normalisation).
 
 Diagrams. The H0 diagram of the lower-star filtration of a path graph is a union-find over the
 edges (i, i+1) in order of their value max(x_i, x_{i+1}), with the elder rule: merging two

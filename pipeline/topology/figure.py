@@ -72,8 +72,9 @@ def draw(samples: np.ndarray, pis: np.ndarray, titles: list[str], row_names: lis
                 ax.set_title(titles[col].replace(", ", "\n"), fontsize=8)
     axes[0, 0].set_title("input", fontsize=8)
     windows = sorted({_window(t, recipe) for t in titles})
+    black = "empty, or below the min_max floor" if modality == "image" else "empty"
     fig.suptitle(f"Persistence images of test samples. x: birth, y: persistence over {', '.join(windows)}\n"
-                 "each PI on its own colour scale; all black: empty, or below the min_max floor", fontsize=9)
+                 f"each PI on its own colour scale; all black: {black}", fontsize=9)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
