@@ -77,13 +77,18 @@ def _range(value: list[float]) -> list[float]:
 
 
 class ImageRecipe(Section):
+    """topology.image: the persistence-image recipe of images (docs/topology.md)."""
+
+    filtrations: list[Literal["sequence", "cubical"]]  # = pipeline.topology.FILTRATIONS
     threshold: float = Field(ge=0.0)
     resolution: int = Field(gt=0)
     sigma: float = Field(gt=0.0)
-    birth_range: list[float]
-    pers_range: list[float]
-    orders: list[Literal["row", "column"]]
+    birth_range: list[float]                    # sequence
+    pers_range: list[float]                     # sequence
+    orders: list[Literal["row", "column"]]      # sequence
+    cubical_range: list[float]                  # cubical: birth and persistence axes
     normalize: bool
+    min_max: float = Field(ge=0.0)              # a PI whose raw maximum is below it is stored as zeros
 
     _check_birth = field_validator("birth_range")(classmethod(lambda cls, v: _range(v)))
     _check_pers = field_validator("pers_range")(classmethod(lambda cls, v: _range(v)))
@@ -94,6 +99,20 @@ class ImageRecipe(Section):
         if not value or len(set(value)) != len(value):
             raise ValueError(f"must be a non-empty list of distinct orders (row, column), got {value}")
         return value
+
+    @field_validator("filtrations")
+    @classmethod
+    def _filtrations(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"must be a non-empty list of distinct filtrations (sequence, cubical), got {value}")
+        return value
+
+    @field_validator("cubical_range")
+    @classmethod
+    def _cubical_range(cls, value: list[float]) -> list[float]:
+        if not all(abs(v) < float("inf") for v in value):  # NaN fails too
+            raise ValueError(f"must be finite, got {value}")
+        return _range(value)
 
 
 class SignalRecipe(Section):

@@ -20,7 +20,8 @@ from pipeline.runtime import select_device
 from pipeline.store import write_json
 
 MODELS, PREPARED, TOPOLOGY = layout.MODELS, layout.PREPARED, layout.TOPOLOGY
-METRICS, REPORT, PLOTS = layout.EVALUATE_METRICS, layout.REPORT, layout.PLOTS
+METRICS, REPORT = layout.EVALUATE_METRICS, layout.REPORT
+PLOTS = layout.PLOTS / "evaluate"  # data/plots/persistence_images.png is the topology stage's
 
 TABLE_COLUMNS = [
     ("model", "model", None), ("input", "input", None), ("arch", "arch", None),

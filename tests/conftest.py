@@ -24,8 +24,9 @@ TINY_PARAMS = {
              "limit_test": 60, "skip_corrupt": False, "shard_size": 64},
     "topology": {
         "engine": "fast", "n_jobs": 1, "shards_per_task": 1, "backend": "loky", "scheduler": None,
-        "image": {"threshold": 0.02, "resolution": 50, "sigma": 0.01, "birth_range": [0.0, 0.3],
-                  "pers_range": [0.0, 0.3], "orders": ["row", "column"], "normalize": True},
+        "image": {"filtrations": ["sequence"], "threshold": 0.02, "resolution": 50, "sigma": 0.01,
+                  "birth_range": [0.0, 0.3], "pers_range": [0.0, 0.3], "orders": ["row", "column"],
+                  "cubical_range": [0.0, 1.0], "normalize": True, "min_max": 1e-8},
         "signal": {"threshold": 0.01, "resolution": 64, "sigma": 0.015, "birth_range": [-1.0, 1.0],
                    "pers_range": [-1.0, 1.0], "normalize": True}},
     "models": {"teacher_image": "wrn10_1", "teacher_topology": "wrn10_1", "student": "wrn10_1"},

@@ -54,7 +54,7 @@ def test_dag_end_to_end(workspace):
     assert metrics["kd_params"] == metrics["scratch_params"] == metrics["tgd_params"]
     table = (REPORT / "report.md").read_text()
     assert "| tgd" in table and "teacher_topology" in table
-    assert Path("data/plots/confusion_tgd.png").stat().st_size > 1000
+    assert Path("data/plots/evaluate/confusion_tgd.png").stat().st_size > 1000
 
     # Annealing: the distilled students start from the scratch student's weights.
     assert read_checkpoint("data/models/tgd/last.pt")["meta"]["init"] == "scratch"

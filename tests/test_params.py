@@ -164,3 +164,12 @@ def test_preset_flags_are_shell_words_and_a_bad_preset_fails(tmp_path):
     preset.write_text("train: {epocs: 3}\n")
     with pytest.raises(ParamsError, match=r"train.epocs: unknown key"):
         preset_flags(preset, base)
+
+
+def test_params_yaml_ships_the_published_topology_recipes():
+    """The library's defaults for direct callers and params.yaml's values are one recipe."""
+    from pipeline.topology import IMAGE_RECIPE, SIGNAL_RECIPE
+
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["topology"]
+    assert shipped["image"] == IMAGE_RECIPE
+    assert shipped["signal"] == SIGNAL_RECIPE
