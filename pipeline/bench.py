@@ -1,8 +1,10 @@
 """Benchmarks: ``python -m pipeline.bench <subcommand> ...``.
 
 Subcommands:
-  topology           engine ripser vs engine fast on real CIFAR-10 test images, one core each:
-                     ms/image, ratio, max abs difference, diagram vs image time, compile time.
+  topology           engine ripser vs engine fast on real CIFAR-10 test images, one core each, for
+                     one filtration (--filtration sequence | cubical): ms/image, ratio, max abs
+                     difference, diagram vs image time, compile time, PIs under the min_max floor.
+  topology-floor     how many PIs the min_max floor zeroes, per filtration, on a prepared store.
   topology-signals   the same for 1-D windows (the TPKD recipe, one PI per channel) of the
                      embedded basicmotions set: ms/window, ratio, max abs difference.
   topology-backends  the topology stage (compute_topology) on N images with joblib's loky
@@ -103,44 +105,80 @@ def _timed(fn, repeat: int = 1):
     return out, best
 
 
-def run_topology(n: int, data: str | Path | None, repeat: int = 3) -> dict:
-    from pipeline.topology import ENGINES, image_sequences, persistence_images
+def _recipe_parts(images: np.ndarray, filtration: str, recipe: dict):
+    """What the diagram timings run on: a filtration's inputs, its grid, the two engines' diagram
+    functions (reference: every raw diagram; fast: the diagram kernel and the cleaning alone)."""
+    from pipeline.topology import ENGINES, image_sequences
     from pipeline.topology import fast as fast_mod
+    from pipeline.topology import fast_cubical
     from pipeline.topology.grid import make_grid
 
-    cfg = dict(threshold=0.02, resolution=50, sigma=0.01, birth_range=(0.0, 0.3), pers_range=(0.0, 0.3),
-               orders=("row", "column"), normalize=True)
+    if filtration == "cubical":
+        channels = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(-1, *images.shape[1:3])
+        grid = make_grid(recipe["cubical_range"], recipe["cubical_range"], recipe["resolution"], recipe["sigma"])
+        return (grid, lambda: fast_mod.u8_tables(grid, exact=True),
+                lambda: ENGINES["ripser"].cubical_diagrams(channels),
+                lambda: fast_cubical.cleaned_counts(channels, recipe["threshold"]).ravel())
+    flat = image_sequences(images, recipe["orders"]).reshape(-1, images.shape[1] * images.shape[2])
+    grid = make_grid(recipe["birth_range"], recipe["pers_range"], recipe["resolution"], recipe["sigma"])
+    return (grid, lambda: fast_mod.u8_tables(grid), lambda: ENGINES["ripser"].diagrams(flat),
+            lambda: fast_mod.cleaned_counts(flat, recipe["threshold"]))
+
+
+def floor_counts(images: np.ndarray, recipe: dict) -> tuple[int, int]:
+    """(PIs the recipe's min_max floor zeroes, all PIs) with engine fast: raw maximum below the
+    floor while the PI is not empty (an empty diagram gives zeros anyway)."""
+    from pipeline.topology import persistence_images
+
+    raw = persistence_images(images, engine="fast", **dict(recipe, normalize=False, min_max=0.0))
+    peaks = raw.reshape(raw.shape[0] * raw.shape[1], -1).max(axis=1)
+    kept = persistence_images(images, engine="fast", **dict(recipe, min_max=0.0))
+    nonempty = kept.reshape(len(peaks), -1).max(axis=1) > 0
+    return int(((peaks < recipe["min_max"]) & nonempty).sum()), len(peaks)
+
+
+def run_topology(n: int, data: str | Path | None, repeat: int = 3, filtration: str = "sequence") -> dict:
+    """Both engines on the same images with one recipe (the published topology.image recipe
+    with filtrations = [filtration]), one core each."""
+    from pipeline.topology import IMAGE_RECIPE
+    from pipeline.topology import fast as fast_mod
+    from pipeline.topology import persistence_images
+
+    recipe = {**IMAGE_RECIPE, "filtrations": [filtration]}
     images, source = bench_images(n, data)
-    seqs = image_sequences(images, cfg["orders"])
-    flat = seqs.reshape(-1, seqs.shape[-1])
-    grid = make_grid(cfg["birth_range"], cfg["pers_range"], cfg["resolution"], cfg["sigma"])
-    res: dict = {"source": source, "n": len(images), "pis_per_image": seqs.shape[1]}
+    grid, tables, ref_diagrams, fast_diagrams = _recipe_parts(images, filtration, recipe)
+    res: dict = {"source": source, "n": len(images), "filtration": filtration, "resolution": grid.resolution}
 
     with one_core():
         res["compile_s"] = fast_mod.warmup()
         t = time.perf_counter()
-        fast_mod.u8_tables(grid)
+        tables()
         res["tables_s"] = time.perf_counter() - t
 
-        ref, t_ref = _timed(lambda: persistence_images(images, engine="ripser", **cfg), 1)
-        _, t_ref_dg = _timed(lambda: ENGINES["ripser"].diagrams(flat), 1)
-        fst, t_fast = _timed(lambda: persistence_images(images, engine="fast", **cfg), repeat)
-        ncl, t_fast_dg = _timed(lambda: fast_mod.cleaned_counts(flat, cfg["threshold"]), repeat)
+        ref, t_ref = _timed(lambda: persistence_images(images, engine="ripser", **recipe), 1)
+        _, t_ref_dg = _timed(ref_diagrams, 1)
+        fst, t_fast = _timed(lambda: persistence_images(images, engine="fast", **recipe), repeat)
+        ncl, t_fast_dg = _timed(fast_diagrams, repeat)
+        floored, total = floor_counts(images, recipe)
 
     per = 1e3 / len(images)
     res.update(
+        pis_per_image=ref.shape[1],
         ripser_ms=t_ref * per, ripser_diagram_ms=t_ref_dg * per, ripser_image_ms=(t_ref - t_ref_dg) * per,
         fast_ms=t_fast * per, fast_diagram_ms=t_fast_dg * per, fast_image_ms=max(t_fast - t_fast_dg, 0) * per,
         ratio=t_ref / t_fast, max_abs_diff=float(np.abs(ref - fst).max()),
         mean_points=float(np.mean(ncl)), empty=int(sum(c == 0 for c in ncl)),
+        min_max=recipe["min_max"], floored=floored, floor_total=total,
     )
     return res
 
 
 def print_topology(r: dict) -> None:
-    k = r["pis_per_image"]
-    print(f"topology benchmark: {r['source']}; {r['n']} images x {k} PIs (50x50), one core each")
-    print(f"  cleaned diagram points: mean {r['mean_points']:.1f} per PI, {r['empty']} empty PIs")
+    k, res = r["pis_per_image"], r["resolution"]
+    print(f"topology benchmark, filtration {r['filtration']}: {r['source']}; {r['n']} images x {k} PIs "
+          f"({res}x{res}), one core each")
+    print(f"  cleaned diagram points: mean {r['mean_points']:.1f} per PI, {r['empty']} empty PIs; "
+          f"{r['floored']} of {r['floor_total']} PIs below the min_max floor {r['min_max']:g} (stored as zeros)")
     print(f"  fast: numba compile/cache load {r['compile_s']:.2f} s, grid tables {r['tables_s'] * 1e3:.1f} ms (once per process)")
     print(f"  {'engine':<8}{'ms/image':>12}{'diagrams':>12}{'images':>12}")
     for e in ("ripser", "fast"):
@@ -149,10 +187,38 @@ def print_topology(r: dict) -> None:
     print(f"  max |ripser - fast| over all PIs: {r['max_abs_diff']:.3g}")
 
 
+def run_topology_floor(prepared: str | Path | None, n: int, data: str | Path | None) -> dict:
+    """PIs the min_max floor zeroes, per filtration, over a prepared store's images (both splits)
+    or the first n benchmark images."""
+    from pipeline.store import SPLITS
+    from pipeline.topology import IMAGE_RECIPE, open_split, shard_slices, split_path
+
+    res: dict = {"counts": {}}
+    if prepared:
+        arrays = [open_split(split_path(prepared, s))["x"] for s in SPLITS]
+        res["source"] = f"{prepared} ({' + '.join(str(a.shape[0]) for a in arrays)} images)"
+        blocks = [a[part] for a in arrays for part in shard_slices(a.shape[0], 4096)]
+    else:
+        images, res["source"] = bench_images(n, data)
+        blocks = [images]
+    for filtration in ("sequence", "cubical"):
+        recipe = {**IMAGE_RECIPE, "filtrations": [filtration]}
+        counts = [floor_counts(block, recipe) for block in blocks]
+        res["counts"][filtration] = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+        res["min_max"] = recipe["min_max"]
+    return res
+
+
+def print_topology_floor(r: dict) -> None:
+    print(f"min_max floor {r['min_max']:g}: {r['source']}")
+    for filtration, (floored, total) in r["counts"].items():
+        print(f"  {filtration:<9} {floored:>7} of {total} PIs ({100 * floored / total:.3f} %) below the floor")
+
+
 def run_topology_signals(repeat: int = 3) -> dict:
     """Both engines on every basicmotions window (train and test), prepared as the stage does."""
     from pipeline.data import load_dataset
-    from pipeline.params import SignalRecipe
+    from pipeline.params import load_params
     from pipeline.prepare import scale_signals
     from pipeline.topology import signal_persistence_images
     from pipeline.topology import fast as fast_mod
@@ -160,7 +226,7 @@ def run_topology_signals(repeat: int = 3) -> dict:
     dataset = load_dataset({"name": "basicmotions"})
     scale_signals(dataset)
     windows = np.concatenate([dataset.splits[s].x for s in ("train", "test")])
-    cfg = SignalRecipe().model_dump()
+    cfg = load_params().topology.signal.model_dump()  # the recipe of params.yaml
     res: dict = {"source": f"basicmotions, {len(windows)} windows of {windows.shape[1]} x {windows.shape[2]} channels",
                  "n": len(windows)}
     with one_core():
@@ -188,7 +254,7 @@ def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, sha
     """compute_topology on the same prepared store with loky and with a Dask LocalCluster."""
     import tempfile
 
-    from pipeline.params import TopologyParams
+    from pipeline.params import load_params
     from pipeline.store import SPLITS, split_path, tree_digest, write_split
     from pipeline.topology_job import compute_block, compute_topology
 
@@ -197,7 +263,7 @@ def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, sha
     shard_size = shard_size or max(1, -(-len(images) // (4 * workers)))  # ~4 tasks per worker
     res: dict = {"source": source, "n": len(images), "workers": workers, "shard_size": shard_size,
                  "engine": engine}
-    cfg = {**TopologyParams().model_dump(), "engine": engine, "n_jobs": workers}
+    cfg = {**load_params().topology.model_dump(), "engine": engine, "n_jobs": workers}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared"
         attrs = {"dataset": "bench", "modality": "image", "classes": ["0"], "mean": [0.0], "std": [1.0]}
@@ -240,13 +306,13 @@ def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: 
     from pipeline import distributed
     from pipeline.distill import build_method
     from pipeline.models import build_model
-    from pipeline.train import distributed_step, make_optimizer
+    from pipeline.train import train_step
 
     ctx = distributed.init_from_env("cpu")
     torch.manual_seed(0)
     student = build_model(arch, channels, 10)
-    method = build_method("scratch", student, {}, {})
-    optimizer = make_optimizer(student.parameters(), {"optimizer": "adam", "lr": 5e-4, "weight_decay": 0.0})
+    method = build_method("scratch", student, {})
+    optimizer = torch.optim.Adam(student.parameters(), lr=5e-4)
     ddp = distributed.wrap(student, torch.device("cpu"))
     generator = torch.Generator().manual_seed(1)
     data = {"x": torch.randn(batch, channels, 32, 32, generator=generator),
@@ -254,13 +320,7 @@ def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: 
     times = []
     for step in range(warmup + steps):
         started = time.perf_counter()
-        if ddp is None:
-            _, losses = method(data)
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            optimizer.step()
-        else:
-            distributed_step(method, ddp, data, optimizer, {}, ctx, "bench", 0)
+        train_step(method, ddp, data, optimizer, ctx)  # one process: the world-size-1 case
         if step >= warmup:
             times.append(time.perf_counter() - started)
     if rank == 0:
@@ -303,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None,
                    help=f"CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR}); sklearn digits if missing")
     p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
+    p.add_argument("--filtration", default="sequence", choices=["sequence", "cubical"],
+                   help="the image recipe's filtration (default sequence, the TGD recipe)")
+    p = sub.add_parser("topology-floor", help="PIs the min_max floor zeroes, per filtration")
+    p.add_argument("--prepared", default=None, help="a prepared folder ({train,test}.zarr): all its images")
+    p.add_argument("--n", type=int, default=300, help="without --prepared: number of benchmark images (default 300)")
+    p.add_argument("--data", default=None,
+                   help=f"without --prepared: CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR})")
     p = sub.add_parser("topology-signals", help="engine ripser vs engine fast on sensor windows")
     p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
     p = sub.add_parser("topology-backends", help="the topology stage: loky vs a Dask LocalCluster")
@@ -356,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "topology":
         if args.n < 1:
             parser.error("--n must be >= 1")
-        print_topology(run_topology(args.n, args.data, args.repeat))
+        print_topology(run_topology(args.n, args.data, args.repeat, args.filtration))
+    elif args.command == "topology-floor":
+        print_topology_floor(run_topology_floor(args.prepared, args.n, args.data))
     return 0
 
 

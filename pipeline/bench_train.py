@@ -15,6 +15,8 @@ is repeated; the table prints the median and the range.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,7 +52,6 @@ def make_inputs(config: Config, n: int, seed: int = 0):
     """Random uint8 images (N, H, W, C), non-negative PIs (N, K, R, R), labels; 1 test sample.
     PIs in the layout the stages use (train.channels_last's default), for both loops."""
     from pipeline.inputs import Inputs, Normalizer
-    from pipeline.params import TrainParams
     from pipeline.runtime import prepare_inputs
 
     g = torch.Generator().manual_seed(seed)
@@ -66,7 +67,7 @@ def make_inputs(config: Config, n: int, seed: int = 0):
                     classes=[str(i) for i in range(config.classes)], modality="image",
                     normalizers={"x": Normalizer([0.5] * c, [0.25] * c), "pi": Normalizer([0.05] * k, [0.1] * k)},
                     shapes={"x": (c, h, w), "pi": (k, r, r)})
-    return prepare_inputs(inputs, TrainParams().model_dump())
+    return prepare_inputs(inputs, _train_params(1))
 
 
 def _models(config: Config) -> tuple[nn.Module, dict[str, nn.Module]]:
@@ -80,10 +81,14 @@ def _models(config: Config) -> tuple[nn.Module, dict[str, nn.Module]]:
     return student, teachers
 
 
-def _train_cfg(batch: int) -> dict[str, Any]:
-    from pipeline.params import TrainParams
+def _train_params(batch: int):
+    """params.yaml's train section for one epoch of `batch`-sized batches on the CPU (threads:
+    the benchmark sets them)."""
+    from pipeline.params import TrainParams, read_yaml
 
-    return {**TrainParams(epochs=1, batch_size=batch, threads=0).model_dump(), "device": "cpu"}
+    train = read_yaml(Path(__file__).resolve().parents[1] / "params.yaml")["train"]
+    return TrainParams.model_validate({**train, "epochs": 1, "batch_size": batch, "threads": 0,
+                                       "device": "cpu", "nproc": 1})
 
 
 # ------------------------------------------------------------------------- the project's loop
@@ -95,24 +100,24 @@ def _fit_seconds(method_name: str, config: Config, inputs, batch: int, work: Pat
     from pipeline.train import RunSpec, fit
 
     student, teachers = _models(config)
-    key = "x"
     method = build_method(method_name, student, teachers if method_name != "scratch" else {},
-                          METHOD_CFG, **({"input_key": key} if method_name == "scratch" else {}))
-    cfg = _train_cfg(batch)
+                          METHOD_CFG)
+    train = _train_params(batch)
     run = Path(tempfile.mkdtemp(dir=work))
     feed = None
     if cached:
         needs = cache_needs([method_name])
-        build_cache(run / "cache", teachers, inputs, needs, cfg, "bench", run / "staging", progress=False,
-                    print_fn=lambda *_: None)
+        with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
+            build_cache(run / "cache", teachers, inputs, needs, train, "bench", run / "staging",
+                        print_fn=lambda *_: None)
         feed = TeacherFeed(run / "cache" / STORE, needs, torch.device("cpu"))
+        method.inputs = ("x",)  # as pipeline.runs.distill: no PIs when the teachers do not run
     meta = {"arch": config.student, "in_channels": config.image[0], "num_classes": config.classes,
-            "dims": 2, "input_key": key}
-    spec = RunSpec(method_name, meta, run / "out", run / "live", "bench")
-    keys = ("x", "pi") if method.needs_pi and not cached else ("x",)
+            "dims": 2, "input_key": "x"}
+    spec = RunSpec(method_name, meta, run / "out", run / "live", run / "resume.pt", "bench")
     started = time.perf_counter()
-    fit(method, inputs, cfg, spec, keys, torch.device("cpu"), resume_dir=run / "resume",
-        progress=False, teacher_feed=feed)
+    with contextlib.redirect_stdout(io.StringIO()):  # fit's per-epoch line
+        fit(method, inputs, train, spec, torch.device("cpu"), teacher_feed=feed)
     return time.perf_counter() - started
 
 

@@ -14,8 +14,10 @@ PREPARED = DATA / "prepared"            # prepare: {train,test}.zarr of raw inpu
 TOPOLOGY = DATA / "topology"            # topology: {train,test}.zarr of persistence images
 TEACHERS = DATA / "teachers"            # teachers: train.zarr of the frozen teachers' outputs
 MODELS = DATA / "models"                # <model>/{last,best}.pt, summary.json
+METHOD_PARAMS = DATA / "method_params"  # <method>.json: the distill keys each method reads
 LIVE = DATA / "live"                    # DVCLive per-epoch logs, one folder per model
 METRICS = DATA / "metrics"              # metrics files of the evaluate stage
+EVALUATE_METRICS = METRICS / "evaluate.json"  # flat <model>_<metric> keys
 REPORT = DATA / "report"                # report.md, report.json
 PLOTS = DATA / "plots"                  # figures declared as DVC plots
 

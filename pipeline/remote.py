@@ -13,14 +13,12 @@ from pathlib import Path
 
 import fsspec
 
+from pipeline import layout
 from pipeline.errors import DataError
+from pipeline.locations import is_url
 
-CACHE = Path("data/.cache/roots")
+CACHE = layout.ROOT_CACHE
 LOCAL_PROTOCOLS = {"file", "local"}
-
-
-def is_url(root: str) -> bool:
-    return "://" in root or "::" in root
 
 
 def local_root(root: str | None, cache: Path = CACHE) -> str | None:

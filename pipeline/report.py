@@ -7,22 +7,21 @@ for `dvc metrics show` / `dvc exp show`; the details and a markdown table go to 
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from pipeline import evaluate as ev
+from pipeline import layout
 from pipeline.checkpoint import load_model
 from pipeline.inputs import Inputs, load_inputs, to_unit
 from pipeline.params import Params, section
-from pipeline.runs import MODELS, PREPARED, TOPOLOGY
+from pipeline.runtime import select_device
 from pipeline.store import write_json
-from pipeline.train import select_device
 
-METRICS = Path("data/metrics/evaluate.json")
-REPORT = Path("data/report")
-PLOTS = Path("data/plots")
+MODELS, PREPARED, TOPOLOGY = layout.MODELS, layout.PREPARED, layout.TOPOLOGY
+METRICS, REPORT = layout.EVALUATE_METRICS, layout.REPORT
+PLOTS = layout.PLOTS / "evaluate"  # data/plots/persistence_images.png is the topology stage's
 
 TABLE_COLUMNS = [
     ("model", "model", None), ("input", "input", None), ("arch", "arch", None),

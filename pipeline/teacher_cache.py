@@ -40,17 +40,17 @@ import zarr
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from pipeline import distributed, locations, runtime
-from pipeline.distill import METHODS
-from pipeline.distill.base import freeze
-from pipeline.distill.teacher_outputs import TEACHER_INPUTS, CachedTeachers, batch_maps
+from pipeline import distributed, layout, locations
+from pipeline.checkpoint import read_checkpoint
+from pipeline.distill import METHODS, TEACHER_INPUTS, freeze
+from pipeline.distill.teacher_outputs import CachedTeachers, batch_maps
 from pipeline.errors import PipelineError
-from pipeline.inputs import Inputs, load_inputs
-from pipeline.layout import TEACHERS, TEACHERS_STAGING
-from pipeline.params import Params, section
-from pipeline.runs import PREPARED, TOPOLOGY, input_identity, load_teachers  # runs imports us lazily
+from pipeline.inputs import Inputs
+from pipeline.params import Params, TrainParams
+from pipeline.runs import STORES, input_identity, load_run_inputs, load_teachers, start  # runs imports us lazily
+from pipeline.runtime import epoch_generator, fingerprint, prepare_inputs, prepare_models
 from pipeline.store import create_array, create_group, open_split, split_path, write_json
-from pipeline.train import epoch_generator, fingerprint, make_batch, select_device
+from pipeline.train import make_batch
 
 STORE = "train.zarr"
 MARKER = "done.json"
@@ -74,20 +74,20 @@ def cache_needs(methods: list[str]) -> dict[str, tuple[str, ...]]:
     return {key: tuple(sorted(kinds)) for key, kinds in sorted(needs.items())}
 
 
-def inexact_reason(train_cfg: Mapping[str, Any], modality: str, world_size: int = 1) -> str | None:
+def inexact_reason(train: TrainParams, modality: str, world_size: int = 1) -> str | None:
     """Why cached teacher outputs would differ from the ones a run computes; None if exact."""
-    if train_cfg["augment"] and modality == "image":
+    if train.augment and modality == "image":
         return "train.augment is true: every epoch draws new crops and flips"
-    if max(train_cfg.get("nproc", 1), world_size) > 1:
+    if max(train.nproc, world_size) > 1:
         return "DDP (train.nproc > 1): each rank's maps cover its share of a batch only"
     return None
 
 
-def cache_identity(train_cfg: Mapping[str, Any], teacher_ids: Mapping[str, Any],
+def cache_identity(train: TrainParams, teacher_ids: Mapping[str, Any],
                    input_ids: Mapping[str, str]) -> str:
     """What the cached outputs depend on: the batches (seed, epochs, batch size), the teachers'
     checkpoints (their run fingerprints) and the inputs (the stores' identities)."""
-    batches = {k: train_cfg[k] for k in ("seed", "epochs", "batch_size")}
+    batches = {"seed": train.seed, "epochs": train.epochs, "batch_size": train.batch_size}
     return fingerprint("teacher-cache/1", batches, dict(teacher_ids), dict(input_ids))
 
 
@@ -182,7 +182,7 @@ def _resume_point(staging: Path, key: str) -> list[int] | None:
 
 
 def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
-                  needs: Mapping[str, tuple[str, ...]], train_cfg: Mapping[str, Any], identity: str,
+                  needs: Mapping[str, tuple[str, ...]], train: TrainParams, identity: str,
                   passes: int, print_fn: Callable[[str], None]) -> tuple[zarr.Group, list[int], str]:
     """The staging store (resumed when it holds epochs of this very cache, else created) and
     the epochs it already holds."""
@@ -191,14 +191,14 @@ def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs
     if done is None:
         locations.rmtree(staging)
         staging.mkdir(parents=True)
-        n, batch_size = len(inputs.splits["train"]["y"]), train_cfg["batch_size"]
+        n, batch_size = len(inputs.splits["train"]["y"]), train.batch_size
         groups = _group_count(teachers, inputs)
-        attrs = {"identity": identity, "seed": train_cfg["seed"], "epochs": train_cfg["epochs"],
+        attrs = {"identity": identity, "seed": train.seed, "epochs": train.epochs,
                  "batch_size": batch_size, "n": n, "groups": groups,
                  "needs": {k: list(v) for k, v in needs.items()},
                  "map_epochs": passes if any(needs.values()) else 0}
         _create_store(staging / STORE, attrs,
-                      _shapes(needs, n, train_cfg["epochs"], batch_size, inputs.num_classes, groups))
+                      _shapes(needs, n, train.epochs, batch_size, inputs.num_classes, groups))
         done = []
         write_json(staging / MARKER, {"key": key, "epochs": done})
     else:
@@ -207,18 +207,17 @@ def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs
 
 
 def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
-                needs: Mapping[str, tuple[str, ...]], train_cfg: Mapping[str, Any], identity: str,
-                staging: Path, progress: bool = True,
-                print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+                needs: Mapping[str, tuple[str, ...]], train: TrainParams, identity: str,
+                staging: Path, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the (frozen, eval-mode) `teachers` over the training batches of every epoch and
     write `out_dir`/train.zarr; resumes from `staging` when it holds epochs of this cache."""
-    seed, batch_size = train_cfg["seed"], train_cfg["batch_size"]
+    seed, batch_size = train.seed, train.batch_size
     n = len(inputs.splits["train"]["y"])
-    passes = train_cfg["epochs"] if any(needs.values()) else 1  # logits alone: one pass
+    passes = train.epochs if any(needs.values()) else 1  # logits alone: one pass
     staging = Path(staging)
-    group, done, key = _open_staging(staging, teachers, inputs, needs, train_cfg, identity, passes,
+    group, done, key = _open_staging(staging, teachers, inputs, needs, train, identity, passes,
                                      print_fn)
-    for epoch in tqdm(range(passes), desc="teachers", unit="epoch", disable=not progress):
+    for epoch in tqdm(range(passes), desc="teachers", unit="epoch"):
         if epoch in done:
             continue
         order = epoch_order(seed, epoch, n)
@@ -309,27 +308,28 @@ class TeacherFeed:
                   for k, kinds in self.reads.items()})
 
 
-def open_feed(cache_dir: Path, method: Any, train_cfg: Mapping[str, Any], modality: str,
-              identity: str, device: torch.device, enabled: bool = True,
+def open_feed(cache_dir: Path, method: Any, train: TrainParams, modality: str,
+              identity: Callable[[], str], device: torch.device, enabled: bool = True,
               print_fn: Callable[[str], None] = print) -> TeacherFeed | None:
-    """The feed of cached teacher outputs for `method`, or None (the run computes them); one
-    line says which and, for None, why."""
+    """The feed of cached teacher outputs for `method` (its class), or None (the run computes
+    them); one line says which and, for None, why. `identity()` is the run's cache identity."""
     reads = {k: tuple(r for r in method.cache_reads if r != "logits") for k in method.teacher_keys}
-    reason = _unusable(cache_dir, method, train_cfg, modality, identity, reads, enabled)
+    reason = _unusable(cache_dir, method, train, modality, identity, reads, enabled)
     if distributed.is_main():
         print_fn(f"{method.name}: running the teachers ({reason})" if reason else
                  f"{method.name}: teacher outputs from {cache_dir} (the teachers do not run)")
     return None if reason else TeacherFeed(Path(cache_dir) / STORE, reads, device)
 
 
-def _unusable(cache_dir: Path, method: Any, train_cfg: Mapping[str, Any], modality: str,
-              identity: str, reads: Mapping[str, tuple[str, ...]], enabled: bool) -> str | None:
+def _unusable(cache_dir: Path, method: Any, train: TrainParams, modality: str,
+              identity: Callable[[], str], reads: Mapping[str, tuple[str, ...]],
+              enabled: bool) -> str | None:
     """Why `method` cannot read the cache in `cache_dir`; None if it can."""
     if not method.cache_reads:
         return f"method {method.name!r} does not read the teacher cache"
     if not enabled:
         return "distill.teacher_cache is false"
-    reason = inexact_reason(train_cfg, modality, distributed.context().world_size)
+    reason = inexact_reason(train, modality, distributed.context().world_size)
     if reason:
         return f"no exact cache: {reason}"
     path = Path(cache_dir) / STORE
@@ -338,7 +338,7 @@ def _unusable(cache_dir: Path, method: Any, train_cfg: Mapping[str, Any], modali
         why = json.loads(summary.read_text()).get("reason") if summary.is_file() else None
         return f"no cache in {cache_dir}" + (f": {why}" if why else "; run the teachers stage")
     attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs)
-    if attrs.get("identity") != identity:
+    if attrs.get("identity") != identity():
         return f"{cache_dir} belongs to other teachers, inputs, seed, epochs or batch size"
     missing = [f"{kind} of {key}" for key, kinds in reads.items() for kind in kinds
                if kind not in attrs["needs"].get(key, [])] + \
@@ -349,39 +349,42 @@ def _unusable(cache_dir: Path, method: Any, train_cfg: Mapping[str, Any], modali
 
 
 # -------------------------------------------------------------------------------- the recipes
-def _identity(params: Params, loaded: Mapping[str, tuple[Any, dict[str, Any]]]) -> str:
-    teacher_ids = {k: meta.get("fingerprint") for k, (_, meta) in loaded.items()}
-    return cache_identity(section(params, "train"), teacher_ids,
-                          {"x": input_identity(PREPARED), "pi": input_identity(TOPOLOGY)})
+def _identity(params: Params) -> str:
+    """This run's cache identity: the teachers' checkpoints (their fingerprints), the inputs,
+    and the batches."""
+    teacher_ids = {kind: read_checkpoint(layout.model_dir(f"teacher_{kind}") / "last.pt")["meta"].get("fingerprint")
+                   for kind in TEACHER_INPUTS}
+    return cache_identity(params.train, teacher_ids,
+                          {key: input_identity(store) for key, store in STORES.items()})
 
 
 def prepared_modality() -> str:
     """"image" or "signal", from the prepared store's attributes (no arrays read)."""
-    return open_split(split_path(PREPARED, "train")).attrs["modality"]
+    return open_split(split_path(layout.PREPARED, "train")).attrs["modality"]
 
 
-def cache_teachers(params: Params, progress: bool = True) -> dict[str, Any]:
+def cache_teachers(params: Params) -> dict[str, Any]:
     """The `teachers` stage: build data/teachers for `distill.methods`, or say why not."""
-    train_cfg = section(params, "train")
     needs = cache_needs(params.distill.methods)
     reason = ("distill.teacher_cache is false" if not params.distill.teacher_cache else
-              inexact_reason(train_cfg, prepared_modality()) or
+              inexact_reason(params.train, prepared_modality()) or
               (None if needs else "no method in distill.methods reads it"))
     if reason:
-        return write_skipped(TEACHERS, reason)
-    device = select_device(train_cfg["device"])
-    runtime.configure(train_cfg)
-    loaded = load_teachers(params)
+        return write_skipped(layout.TEACHERS, reason)
+    device = start(params)  # seeds, train.threads, the device
+    inputs = load_run_inputs(tuple(sorted({TEACHER_INPUTS[k] for k in needs})))
+    loaded = load_teachers(params, inputs.num_classes)
     teachers = {k: freeze(loaded[k][0]).to(device) for k in needs}
-    runtime.prepare_models(list(teachers.values()), train_cfg, device)
-    inputs = load_inputs(prepared_dir=PREPARED, topology_dir=TOPOLOGY if "topology" in needs else None)
-    inputs = runtime.prepare_inputs(inputs, train_cfg).to(device)
-    return build_cache(TEACHERS, teachers, inputs, needs, train_cfg, _identity(params, loaded),
-                       TEACHERS_STAGING, progress)
+    prepare_models(teachers.values(), params.train, device)  # as distill runs them (amp, compile)
+    inputs = prepare_inputs(inputs, params.train).to(device)
+    return build_cache(layout.TEACHERS, teachers, inputs, needs, params.train, _identity(params),
+                       layout.TEACHERS_STAGING)
 
 
-def feed_for(method: Any, params: Params, loaded: Mapping[str, tuple[Any, dict[str, Any]]],
-             device: torch.device) -> TeacherFeed | None:
+def feed_for(method_name: str, params: Params, device: torch.device) -> TeacherFeed | None:
     """A distill run's feed of cached teacher outputs (None: it runs the teachers; logged)."""
-    return open_feed(TEACHERS, method, section(params, "train"), prepared_modality(),
-                     _identity(params, loaded), device, params.distill.teacher_cache)
+    method = METHODS.get(method_name)
+    if method is None:  # build_method names the unknown method
+        return None
+    return open_feed(layout.TEACHERS, method, params.train, prepared_modality(),
+                     lambda: _identity(params), device, params.distill.teacher_cache)

@@ -39,13 +39,13 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from pipeline import locations
+from pipeline import layout, locations
 from pipeline.errors import TopologyError
 from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
                             split_path, tree_digest, write_json)
 from pipeline.topology import persistence_images, signal_persistence_images
 
-DEFAULT_STAGING = Path("data/.staging/topology")
+DEFAULT_STAGING = layout.STAGING / "topology"
 
 
 def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:

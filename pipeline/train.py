@@ -2,41 +2,43 @@
 
 The loop drives a distillation `Method` (pipeline.distill): the method returns the student's
 logits and a dict of named, already weighted losses; the loop sums them, steps the optimiser,
-and logs each name per epoch with DVCLive.
+and logs each name per epoch with DVCLive (diagnostics the method reports are logged beside
+them, never summed).
+
+    fit = restore (a resume file, if one belongs to this run)
+          -> per epoch: train_epoch, evaluate, save_epoch (checkpoints, logs, resume file)
+          -> finish (summary.json, the resume file removed)
 
 Reproducible and resumable: shuffling and augmentation draw from a generator seeded by
-(seed, epoch), and the global RNGs (dropout, anything a method draws) are re-seeded from
-(seed, epoch) at the start of every epoch, so an epoch does not depend on how earlier epochs
-ran; after each epoch the whole state (weights, optimiser, schedule, history, the best epoch's
-weights) is saved atomically to a resume file outside the stage's outputs. A killed stage
-restarts from its last finished epoch, rewrites the checkpoints DVC deleted meanwhile, and ends
-with the same weights, checkpoints and logs as an uninterrupted CPU run.
+(seed, epoch), and the global RNGs are re-seeded from (seed, epoch) at the start of every epoch
+(pipeline.runtime), so an epoch does not depend on how earlier epochs ran; after each epoch the
+whole state is saved atomically, with a checksum, to a resume file outside the stage's outputs.
+A killed stage restarts from its last finished epoch, rewrites the checkpoints DVC deleted
+meanwhile, and ends with the same weights, checkpoints and logs as an uninterrupted CPU run.
+
+Under torchrun (pipeline.distributed) every rank runs the same loop: a single process is the
+world-size-1 case of the data-parallel step, and only rank 0 writes files.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from pipeline import distributed
-from pipeline.checkpoint import atomic_save, save_checkpoint
+from pipeline.checkpoint import atomic_save, save_checkpoint, state_digest
 from pipeline.errors import CheckpointError, PipelineError
 from pipeline.inputs import Inputs, to_unit
+from pipeline.params import TrainParams
+from pipeline.runtime import epoch_generator, fingerprint, seed_epoch
 from pipeline.store import write_json
 
-RESUME_DIR = Path("data/.resume")
-
-
-# What a resume file holds (besides its fingerprint).
+# What a resume file holds besides its fingerprint and checksum.
 RESUME_KEYS = ("epoch", "history", "best_acc", "best", "last_meta", "method", "optimizer", "scheduler")
 
 
@@ -44,66 +46,53 @@ class TrainingError(PipelineError, FloatingPointError):
     """Training diverged (non-finite loss): fixable by params, reported as one line."""
 
 
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CheckpointError("train.device=cuda but no CUDA device is available")
-    return torch.device(name)
+@dataclass
+class RunSpec:
+    """Who is trained and where its artifacts go."""
+
+    name: str                    # scratch, kd, tgd, teacher_image, ... (lands in metric names)
+    model_meta: dict[str, Any]   # arch, in_channels, num_classes, dims, input_key
+    out_dir: Path                # last.pt, best.pt, summary.json
+    live_dir: Path               # DVCLive metrics.json and per-epoch plots
+    resume_path: Path            # the resume file, outside the stage's outputs
+    fingerprint: str             # identity of the run (params, architecture, inputs)
+
+    @property
+    def resume_fingerprint(self) -> str:
+        """A resume file must match this: the run's identity and its name."""
+        return fingerprint(self.name, self.fingerprint)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
+@dataclass
+class Progress:
+    """What the finished epochs left: restored from a resume file or built epoch by epoch."""
+
+    next_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_acc: float = -1.0
+    best: dict[str, Any] | None = None       # the best epoch's {"meta", "state_dict"}
+    last_meta: dict[str, Any] | None = None
 
 
-def fingerprint(*parts: Any) -> str:
-    """A stable hash of everything that defines a run (params, architecture, input identity)."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+@dataclass
+class Trainer:
+    """A run's moving parts: the method, its inputs, the optimiser and the process group."""
 
+    method: nn.Module
+    inputs: Inputs
+    train: TrainParams
+    spec: RunSpec
+    ctx: distributed.Context
+    ddp: nn.Module | None            # the student in DistributedDataParallel; None alone
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    # the teacher cache (pipeline.teacher_cache): feed(epoch, step, index) -> the batch's stored
+    # teacher outputs, put in batch["teachers"]; None: the method runs its teachers
+    teacher_feed: Callable[[int, int, Tensor], Any] | None = None
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 100_003 + epoch
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """Shuffling and augmentation randomness of one epoch, independent of earlier epochs."""
-    generator = torch.Generator(device="cpu")
-    generator.manual_seed(epoch_seed(seed, epoch))
-    return generator
-
-
-def seed_epoch(seed: int, epoch: int) -> None:
-    """Re-seed the global RNGs (dropout, random draws inside methods) for one epoch, so that a
-    run resumed at this epoch draws exactly what an uninterrupted run draws."""
-    value = epoch_seed(seed, epoch) + 1  # distinct from the shuffling generator's stream
-    random.seed(value)
-    np.random.seed(value % 2**32)
-    torch.manual_seed(value)
-
-
-def _load_resume(resume_path: Path, spec: "RunSpec") -> dict[str, Any] | None:
-    """The resume state at `resume_path` if it belongs to this run; None (and why) otherwise."""
-    if not resume_path.is_file():
-        return None
-    try:
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a foreign or damaged file: never trusted, never fatal
-        print(f"{spec.name}: ignoring {resume_path}, starting at epoch 1 "
-              f"(unreadable: {type(error).__name__})")
-        return None
-    if not isinstance(state, dict) or state.get("fingerprint") != spec.fingerprint:
-        print(f"{spec.name}: ignoring {resume_path}, starting at epoch 1 "
-              f"(it belongs to other params, architecture or inputs)")
-        return None
-    missing = [k for k in RESUME_KEYS if k not in state]
-    if missing:
-        print(f"{spec.name}: ignoring {resume_path}, starting at epoch 1 (an older format: no {missing})")
-        return None
-    return state
+    @property
+    def main(self) -> bool:
+        return self.ctx.is_main
 
 
 def augment_images(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
@@ -118,36 +107,26 @@ def augment_images(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tenso
     return out
 
 
-def make_optimizer(parameters, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    if cfg["optimizer"] == "adam":
-        return torch.optim.Adam(parameters, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    return torch.optim.SGD(parameters, lr=cfg["lr"], momentum=cfg["momentum"],
-                           weight_decay=cfg["weight_decay"], nesterov=cfg["momentum"] > 0)
+def make_optimizer(parameters, train: TrainParams) -> torch.optim.Optimizer:
+    if train.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.SGD(parameters, lr=train.lr, momentum=train.momentum,
+                           weight_decay=train.weight_decay, nesterov=train.momentum > 0)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any]):
-    if cfg["schedule"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
-    if cfg["schedule"] == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg["milestones"], gamma=cfg["lr_decay"])
+def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainParams):
+    if train.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=train.epochs)
+    if train.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, train.milestones, gamma=train.lr_decay)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-
-
-@dataclass
-class RunSpec:
-    """Who is trained and where its artifacts go."""
-
-    name: str                    # scratch, kd, tgd, teacher_image, ... (lands in metric names)
-    model_meta: dict[str, Any]   # arch, in_channels, num_classes, dims, input_key
-    out_dir: Path                # last.pt, best.pt
-    live_dir: Path               # DVCLive metrics.json and per-epoch plots
-    fingerprint: str             # identity of the run; a resume file must match it
 
 
 def make_batch(inputs: Inputs, split: str, index: Tensor, keys: tuple[str, ...],
                augment: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
+    """Labels, sample indices (`index`, positions in the split) and the inputs `keys`."""
     tensors = inputs.splits[split]
-    batch = {"y": tensors["y"][index]}
+    batch = {"y": tensors["y"][index], "index": index}
     for key in keys:
         if key == "x" and augment is not None:
             batch["x"] = inputs.normalizers["x"](augment(to_unit(tensors["x"][index])))
@@ -184,16 +163,24 @@ def test_accuracy(model: nn.Module, inputs: Inputs, key: str, batch_size: int = 
     return 100.0 * distributed.all_reduce_sum([correct])[0] / n
 
 
-def distributed_step(method: nn.Module, ddp: nn.Module, batch: dict[str, Tensor],
-                      optimizer: torch.optim.Optimizer, sums: dict[str, float],
-                      ctx: distributed.Context, name: str, epoch: int) -> int:
-    """One optimiser step of a DDP rank on its share of the global batch `batch`.
+@dataclass
+class StepResult:
+    """One optimiser step's contribution to the epoch's sums (this rank's share)."""
+
+    correct: int
+    losses: dict[str, float]        # each named loss times the share's size
+    diagnostics: dict[str, float]   # each diagnostic times the share's size
+
+
+def train_step(method: nn.Module, ddp: nn.Module | None, batch: dict[str, Tensor],
+               optimizer: torch.optim.Optimizer, ctx: distributed.Context = distributed.SINGLE,
+               where: str = "training") -> StepResult:
+    """One optimiser step on this rank's share of the global batch `batch` (all of it alone).
 
     The share's mean loss is weighted by `len(share) * world_size / len(batch)`: DDP averages
-    the ranks' gradients, so the result is the gradient of the global batch's mean loss. A rank
-    whose share is empty (a last batch smaller than the world) runs one sample with weight 0,
-    so that every rank takes part in DDP's gradient all-reduce. Adds each named loss times the
-    share's size to `sums`; returns the share's correctly classified count.
+    the ranks' gradients, so the result is the gradient of the global batch's mean loss (weight
+    1 in a single process). A rank whose share is empty (a last batch smaller than the world)
+    runs one sample with weight 0, so that every rank takes part in DDP's gradient all-reduce.
     """
     n = len(batch["y"])
     part = distributed.share(n, ctx)
@@ -201,155 +188,240 @@ def distributed_step(method: nn.Module, ddp: nn.Module, batch: dict[str, Tensor]
     local = {k: v[part] if size else v[n - 1:] for k, v in batch.items()}
     with distributed.student_wrapped(method, ddp):
         logits, losses = method(local)
+    diagnostics = method.pop_diagnostics()
     loss = sum(losses.values())
     bad = distributed.all_reduce_sum([0.0 if (size == 0 or torch.isfinite(loss)) else 1.0])[0]
     if bad:
-        raise TrainingError(f"{name}: loss became non-finite at epoch {epoch + 1} on {int(bad)} of "
-                            f"{ctx.world_size} ranks; lower train.lr or the distill weights")
+        ranks = f" on {int(bad)} of {ctx.world_size} ranks" if ctx.active else ""
+        raise TrainingError(f"{where}: loss became non-finite{ranks}; lower train.lr or the "
+                            "distill weights")
+    weight = size * ctx.world_size / n
     optimizer.zero_grad(set_to_none=True)
-    (loss * (size * ctx.world_size / n)).backward()
+    (loss if weight == 1.0 else loss * weight).backward()
     optimizer.step()
-    for key, value in losses.items():  # every rank the same keys: they are all-reduced
-        sums[key] = sums.get(key, 0.0) + (value.item() * size if size else 0.0)
-    return (logits.argmax(1) == local["y"]).sum().item() if size else 0
+    return StepResult(
+        correct=(logits.argmax(1) == local["y"]).sum().item() if size else 0,
+        losses={k: v.item() * size if size else 0.0 for k, v in losses.items()},
+        diagnostics={k: v * size if size else 0.0 for k, v in diagnostics.items()})
 
 
-def _open_live(live_dir: Path):
+def _add(sums: dict[str, float], part: dict[str, float]) -> None:
+    for key, value in part.items():
+        sums[key] = sums.get(key, 0.0) + value
+
+
+def _epoch_batches(trainer: Trainer, epoch: int):
+    """The epoch's global batches, in the order of its seeded permutation (the same on every
+    rank), augmented when asked."""
+    train, inputs = trainer.train, trainer.inputs
+    generator = epoch_generator(train.seed, epoch)
+    n = len(inputs.splits["train"]["y"])
+    order = torch.randperm(n, generator=generator)
+    do_augment = train.augment and inputs.modality == "image"
+    augment = (lambda x: augment_images(x, generator)) if do_augment else None  # noqa: E731
+    for start in range(0, n, train.batch_size):
+        batch = make_batch(inputs, "train", order[start:start + train.batch_size],
+                           trainer.method.inputs, augment)
+        if trainer.teacher_feed is not None:  # the teachers' outputs stored for this very batch
+            batch["teachers"] = trainer.teacher_feed(epoch, start // train.batch_size, batch["index"])
+        yield batch
+
+
+def train_epoch(trainer: Trainer, epoch: int) -> tuple[int, dict[str, float], dict[str, float]]:
+    """One pass over the training split: (correct, loss sums, diagnostic sums) over all ranks."""
+    seed_epoch(trainer.train.seed, epoch)
+    trainer.method.train()
+    sums: dict[str, float] = {}
+    diagnostics: dict[str, float] = {}
+    correct, seen = 0, 0
+    where = f"{trainer.spec.name} at epoch {epoch + 1}"
+    n = len(trainer.inputs.splits["train"]["y"])
+    bar = tqdm(total=-(-n // trainer.train.batch_size), unit="step", leave=False,
+               desc=f"{trainer.spec.name} epoch {epoch + 1}/{trainer.train.epochs}",
+               disable=True if not trainer.main else None)
+    for batch in _epoch_batches(trainer, epoch):
+        step = train_step(trainer.method, trainer.ddp, batch, trainer.optimizer, trainer.ctx, where)
+        correct += step.correct
+        _add(sums, step.losses)
+        _add(diagnostics, step.diagnostics)
+        seen += len(batch["y"])
+        bar.update()
+        bar.set_postfix(loss=f"{sum(sums.values()) / seen * trainer.ctx.world_size:.4f}", refresh=False)
+    bar.close()
+    trainer.scheduler.step()
+    return _summed_over_ranks(trainer, correct, sums, diagnostics)
+
+
+def _summed_over_ranks(trainer: Trainer, correct: int, sums: dict[str, float],
+                       diagnostics: dict[str, float]):
+    if not trainer.ctx.active:
+        return correct, sums, diagnostics
+    # Every rank's weights are equal (same averaged gradients); BatchNorm's running statistics
+    # are each rank's own: evaluate with rank 0's, as the checkpoint holds.
+    distributed.broadcast_buffers(trainer.method.student)
+    names, diag = sorted(sums), sorted(diagnostics)
+    totals = distributed.all_reduce_sum([correct, *(sums[k] for k in names),
+                                         *(diagnostics[k] for k in diag)])
+    return (totals[0], dict(zip(names, totals[1:1 + len(names)])),
+            dict(zip(diag, totals[1 + len(names):])))
+
+
+def epoch_record(trainer: Trainer, correct: int, sums: dict[str, float],
+                 diagnostics: dict[str, float], acc: float) -> dict[str, float]:
+    """The numbers logged for one epoch, named `<model>_<what>`."""
+    name = trainer.spec.name
+    n = len(trainer.inputs.splits["train"]["y"])
+    return {f"{name}_acc": acc, f"{name}_train_acc": 100.0 * correct / n,
+            **{f"{name}_loss_{k}": v / n for k, v in sums.items()},
+            f"{name}_lr": trainer.optimizer.param_groups[0]["lr"],
+            **{f"{name}_{k}": v / n for k, v in diagnostics.items()}}
+
+
+# -- the resume file ---------------------------------------------------------------------------
+
+def _ignore(spec: RunSpec, why: str) -> None:
+    print(f"{spec.name}: ignoring {spec.resume_path}, starting at epoch 1 ({why})")
+
+
+def load_resume(spec: RunSpec) -> dict[str, Any] | None:
+    """The resume state of this run, or None (and why) for a missing, foreign or damaged file."""
+    if not spec.resume_path.is_file():
+        return None
+    try:
+        state = torch.load(spec.resume_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a foreign or damaged file: never trusted, never fatal
+        return _ignore(spec, f"unreadable: {type(error).__name__}")
+    if not isinstance(state, dict) or state.get("fingerprint") != spec.resume_fingerprint:
+        return _ignore(spec, "it belongs to another model, other params, architecture or inputs")
+    missing = [k for k in (*RESUME_KEYS, "checksum") if k not in state]
+    if missing:
+        return _ignore(spec, f"an older format: no {missing}")
+    if state_digest({k: state[k] for k in RESUME_KEYS}) != state["checksum"]:
+        return _ignore(spec, "damaged: its checksum does not match its contents")
+    return state
+
+
+def save_resume(trainer: Trainer, progress: Progress) -> None:
+    state = {"epoch": progress.next_epoch - 1, "history": progress.history,
+             "best_acc": progress.best_acc, "best": progress.best, "last_meta": progress.last_meta,
+             "method": trainer.method.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+             "scheduler": trainer.scheduler.state_dict()}
+    atomic_save({"fingerprint": trainer.spec.resume_fingerprint, "checksum": state_digest(state),
+                 **state}, trainer.spec.resume_path)
+
+
+def restore(trainer: Trainer) -> Progress:
+    """The finished epochs of an interrupted run (its state loaded into the method, optimiser
+    and schedule, its checkpoints rewritten), or a fresh start."""
+    spec = trainer.spec
+    state = distributed.from_main(lambda: load_resume(spec))  # all ranks agree
+    if state is None:
+        return Progress()
+    try:
+        trainer.method.load_state_dict(state["method"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError) as error:
+        raise CheckpointError(f"{spec.resume_path}: resume state does not fit this run "
+                              f"({type(error).__name__}: {str(error).splitlines()[0]}); "
+                              "delete it to start over") from None
+    progress = Progress(state["epoch"] + 1, state["history"], state["best_acc"], state["best"],
+                        state["last_meta"])
+    if trainer.main:
+        print(f"{spec.name}: resuming after epoch {progress.next_epoch} from {spec.resume_path}")
+        # DVC deleted the stage's outputs before this run: restore the finished epochs' ones.
+        student = trainer.method.student
+        save_checkpoint(spec.out_dir / "last.pt", student, progress.last_meta)
+        best_model = copy.deepcopy(student)  # saved from a model, byte-identical to the original
+        best_model.load_state_dict(progress.best["state_dict"])
+        save_checkpoint(spec.out_dir / "best.pt", best_model, progress.best["meta"])
+    return progress
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+def _open_live(trainer: Trainer, history: list[dict[str, float]]):
+    if not trainer.main:
+        return distributed.NullLive()
     from dvclive import Live
 
     # dvcyaml=False: never rewrite dvc.yaml from inside a stage; no experiment saving either.
-    return Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
-
-
-def fit(method: nn.Module, inputs: Inputs, cfg: dict[str, Any], spec: RunSpec,
-        keys: tuple[str, ...], device: torch.device, resume_dir: Path = RESUME_DIR,
-        progress: bool = True, stop_after_epoch: int | None = None,
-        teacher_feed: Callable[[int, int, Tensor], Any] | None = None) -> dict[str, Any]:
-    """Train `method.student` for cfg["epochs"] epochs; write checkpoints, live logs and metrics.
-
-    `teacher_feed(epoch, step, index)`, when given, supplies the batch's stored teacher outputs
-    (pipeline.teacher_cache) as batch["teachers"]: the method reads them instead of running
-    the teachers.
-
-    `stop_after_epoch` ends the run early as a kill would (after saving that epoch's resume
-    state); tests use it to check that a resumed run reproduces an uninterrupted one.
-
-    Under torchrun (pipeline.distributed) every rank calls fit: the student is wrapped in
-    DistributedDataParallel, each rank trains on its share of every global batch, the logged
-    numbers are summed over ranks, and only rank 0 writes files. Without it nothing changes.
-    """
-    ctx = distributed.context()
-    main = ctx.is_main
-    student = method.student
-    ddp = distributed.wrap(student, device)  # None when not distributed
-    optimizer = make_optimizer(list(method.student_parameters()), cfg)
-    scheduler = make_scheduler(optimizer, cfg)
-    resume_path = Path(resume_dir) / f"{spec.name}.pt"
-    history: list[dict[str, float]] = []
-    best_acc, start_epoch = -1.0, 0
-    best: dict[str, Any] | None = None  # the best epoch's {"meta", "state_dict"}
-    state = distributed.from_main(lambda: _load_resume(resume_path, spec))  # all ranks agree
-    if state is not None:
-        try:
-            method.load_state_dict(state["method"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            history, best_acc, start_epoch = state["history"], state["best_acc"], state["epoch"] + 1
-            best, last_meta = state["best"], state["last_meta"]
-        except (RuntimeError, ValueError) as error:
-            raise CheckpointError(f"{resume_path}: resume state does not fit this run "
-                                  f"({type(error).__name__}: {str(error).splitlines()[0]}); "
-                                  "delete it to start over") from None
-        if main:
-            print(f"{spec.name}: resuming after epoch {start_epoch} from {resume_path}")
-            # DVC deleted the stage's outputs before this run: restore the finished epochs' ones.
-            save_checkpoint(spec.out_dir / "last.pt", student, last_meta)
-            best_model = copy.deepcopy(student)  # saved from a model, byte-identical to the original
-            best_model.load_state_dict(best["state_dict"])
-            save_checkpoint(spec.out_dir / "best.pt", best_model, best["meta"])
-            del best_model
-
-    live = _open_live(spec.live_dir) if main else distributed.NullLive()
+    live = Live(str(trainer.spec.live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
     for past in history:  # DVC cleared the live folder: replay the finished epochs' logs
-        for metric, value in past.items():
-            live.log_metric(metric, value)
-        live.next_step()
+        log_epoch(live, past)
+    return live
 
-    do_augment = cfg["augment"] and inputs.modality == "image"
-    n = len(inputs.splits["train"]["y"])
-    epochs = range(start_epoch, cfg["epochs"])
-    for epoch in tqdm(epochs, desc=spec.name, unit="epoch", disable=not (progress and main)):
-        seed_epoch(cfg["seed"], epoch)
-        generator = epoch_generator(cfg["seed"], epoch)
-        order = torch.randperm(n, generator=generator)  # the same on every rank
-        augment = (lambda x: augment_images(x, generator)) if do_augment else None  # noqa: E731
-        method.train()
-        sums: dict[str, float] = {}
-        correct = 0
-        for start in range(0, n, cfg["batch_size"]):
-            index = order[start:start + cfg["batch_size"]]
-            batch = make_batch(inputs, "train", index, keys, augment)
-            if teacher_feed is not None:  # the teacher cache: outputs stored for this very batch
-                batch["teachers"] = teacher_feed(epoch, start // cfg["batch_size"], index)
-            if ddp is not None:  # the global batch (and its augmentation) on every rank, then a share
-                correct += distributed_step(method, ddp, batch, optimizer, sums, ctx, spec.name, epoch)
-                continue
-            logits, losses = method(batch)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{spec.name}: loss became {loss.item()} at epoch {epoch + 1}; "
-                                    "lower train.lr or the distill weights")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            size = len(index)
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + value.item() * size
-            correct += (logits.argmax(1) == batch["y"]).sum().item()
-        scheduler.step()
 
-        if ctx.active:
-            # Every rank's weights are equal (same averaged gradients); BatchNorm's running
-            # statistics are each rank's own: evaluate with rank 0's, as the checkpoint holds.
-            distributed.broadcast_buffers(student)
-            names = sorted(sums)
-            totals = distributed.all_reduce_sum([correct, *(sums[k] for k in names)])
-            correct, sums = totals[0], dict(zip(names, totals[1:]))
-        acc = test_accuracy(student, inputs, spec.model_meta["input_key"], ctx=ctx)
-        record = {f"{spec.name}_acc": acc, f"{spec.name}_train_acc": 100.0 * correct / n,
-                  **{f"{spec.name}_loss_{k}": v / n for k, v in sums.items()},
-                  f"{spec.name}_lr": optimizer.param_groups[0]["lr"]}
-        # diagnostics, not losses (e.g. tgd_share_g1: teacher 2's share of the merged map)
-        record.update({f"{spec.name}_{k}": v for k, v in method.diagnostics.epoch_means().items()})
-        history.append(record)
-        for metric, value in record.items():
-            live.log_metric(metric, value)
-        live.next_step()
+def log_epoch(live, record: dict[str, float]) -> None:
+    for metric, value in record.items():
+        live.log_metric(metric, value)
+    live.next_step()
 
-        meta = {**spec.model_meta, "epoch": epoch + 1, "test_acc": acc, "fingerprint": spec.fingerprint}
-        if acc > best_acc:
-            best_acc = acc
-            best = {"meta": meta, "state_dict": {k: v.detach().clone() for k, v in student.state_dict().items()}}
-        if main:  # the plain student (never the DDP wrapper): no `module.` prefix in any file
-            save_checkpoint(spec.out_dir / "last.pt", student, meta)
-            if best["meta"] is meta:
-                save_checkpoint(spec.out_dir / "best.pt", student, meta)
-            atomic_save({"fingerprint": spec.fingerprint, "epoch": epoch, "history": history,
-                         "best_acc": best_acc, "best": best, "last_meta": meta,
-                         "method": method.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                        resume_path)
-        distributed.barrier()  # an epoch ends on every rank once rank 0 has saved it
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
-            live.end()
-            return {"stopped_after_epoch": epoch + 1}
 
-    live.end()
-    summary = {f"{spec.name}_acc": history[-1][f"{spec.name}_acc"], f"{spec.name}_best_acc": best_acc,
-               f"{spec.name}_best_epoch": 1 + max(range(len(history)), key=lambda i: history[i][f"{spec.name}_acc"]),
-               "epochs": cfg["epochs"]}
-    if main:
-        write_json(spec.out_dir / "summary.json", summary)
-        resume_path.unlink(missing_ok=True)
+def save_epoch(trainer: Trainer, progress: Progress, epoch: int, acc: float) -> None:
+    """After an epoch: the best weights so far, `last.pt`, `best.pt` and the resume file."""
+    spec, student = trainer.spec, trainer.method.student
+    meta = {**spec.model_meta, "epoch": epoch + 1, "test_acc": acc, "fingerprint": spec.fingerprint}
+    progress.next_epoch, progress.last_meta = epoch + 1, meta
+    if acc > progress.best_acc:
+        progress.best_acc = acc
+        progress.best = {"meta": meta, "state_dict": {k: v.detach().clone()
+                                                      for k, v in student.state_dict().items()}}
+    if trainer.main:  # the plain student (never the DDP wrapper): no `module.` prefix in any file
+        save_checkpoint(spec.out_dir / "last.pt", student, meta)
+        if progress.best["meta"] is meta:
+            save_checkpoint(spec.out_dir / "best.pt", student, meta)
+        save_resume(trainer, progress)
+    distributed.barrier()  # an epoch ends on every rank once rank 0 has saved it
+
+
+def summarize(spec: RunSpec, progress: Progress, epochs: int) -> dict[str, Any]:
+    accs = [record[f"{spec.name}_acc"] for record in progress.history]
+    return {f"{spec.name}_acc": accs[-1], f"{spec.name}_best_acc": progress.best_acc,
+            f"{spec.name}_best_epoch": 1 + max(range(len(accs)), key=lambda i: accs[i]),
+            "epochs": epochs}
+
+
+def describe(summary: dict[str, Any], name: str) -> str:
+    """One line for people: `scratch: 5 epochs, test accuracy 93.06 % (best 94.17 % at epoch 4)`."""
+    return (f"{name}: {summary['epochs']} epochs, test accuracy {summary[f'{name}_acc']:.2f} % "
+            f"(best {summary[f'{name}_best_acc']:.2f} % at epoch {summary[f'{name}_best_epoch']})")
+
+
+def finish(trainer: Trainer, progress: Progress) -> dict[str, Any]:
+    summary = summarize(trainer.spec, progress, trainer.train.epochs)
+    if trainer.main:
+        write_json(trainer.spec.out_dir / "summary.json", summary)
+        trainer.spec.resume_path.unlink(missing_ok=True)
     distributed.barrier()
     return summary
+
+
+def make_trainer(method: nn.Module, inputs: Inputs, train: TrainParams, spec: RunSpec,
+                 device: torch.device, teacher_feed: Callable | None = None) -> Trainer:
+    optimizer = make_optimizer(list(method.student_parameters()), train)
+    return Trainer(method, inputs, train, spec, distributed.context(),
+                   distributed.wrap(method.student, device), optimizer,
+                   make_scheduler(optimizer, train), teacher_feed)
+
+
+def fit(method: nn.Module, inputs: Inputs, train: TrainParams, spec: RunSpec,
+        device: torch.device, teacher_feed: Callable | None = None) -> dict[str, Any]:
+    """Train `method.student` for `train.epochs` epochs; write checkpoints, live logs and the
+    summary. Under torchrun every rank calls it (DDP; rank 0 writes). `teacher_feed`: the
+    teacher cache's outputs per batch (pipeline.teacher_cache), read instead of the teachers."""
+    trainer = make_trainer(method, inputs, train, spec, device, teacher_feed)
+    progress = restore(trainer)
+    live = _open_live(trainer, progress.history)
+    for epoch in range(progress.next_epoch, train.epochs):
+        correct, sums, diagnostics = train_epoch(trainer, epoch)
+        acc = test_accuracy(method.student, inputs, spec.model_meta["input_key"], ctx=trainer.ctx)
+        record = epoch_record(trainer, correct, sums, diagnostics, acc)
+        progress.history.append(record)
+        log_epoch(live, record)
+        save_epoch(trainer, progress, epoch, acc)
+        if trainer.main:
+            tqdm.write(f"{spec.name} epoch {epoch + 1}/{train.epochs}: test accuracy {acc:.2f} %, "
+                       f"train accuracy {record[f'{spec.name}_train_acc']:.2f} %")
+    live.end()
+    return finish(trainer, progress)

@@ -26,7 +26,7 @@ def training_params(module: str) -> Params:
     return params
 
 
-def report(value) -> None:
-    """Print a stage's result once (on rank 0 under torchrun)."""
+def report(line: str) -> None:
+    """Print a stage's one-line result once (on rank 0 under torchrun)."""
     if distributed.is_main():
-        print(value)
+        print(line)

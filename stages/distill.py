@@ -2,6 +2,7 @@
 import argparse
 
 from pipeline.runs import distill
+from pipeline.train import describe
 from stages._cli import report, run, training_params
 
 
@@ -9,7 +10,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("method", help="a name from distill.methods (kd, sp, tgd, tpkd, ...)")
     method = parser.parse_args().method
-    report(distill(method, training_params("stages.distill")))
+    report(describe(distill(method, training_params("stages.distill")), method))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny params and a workspace where the pipeline's relative data/ paths live."""
+import copy
 import os
 import signal
 import subprocess
@@ -14,18 +15,46 @@ SHARED = REPO.parent / "shared"
 CIFAR_TAR = SHARED / "datasets" / "cifar10-jpeg.tar.gz"
 
 
+# The tests' own params: complete (every key the schema asks for), sized to seconds - a digits
+# subset, the smallest WRN, two epochs - and never read from the working copy's params.yaml,
+# which is the user's to experiment with.
+TINY_PARAMS = {
+    "data": {"name": "digits", "root": None, "split_seed": 0, "test_fraction": 0.2,
+             "cinic10_valid_into_train": False, "pamap2_test_subject": 101, "limit_train": 120,
+             "limit_test": 60, "skip_corrupt": False, "shard_size": 64},
+    "topology": {
+        "engine": "fast", "n_jobs": 1, "shards_per_task": 1, "backend": "loky", "scheduler": None,
+        "image": {"filtrations": ["sequence"], "threshold": 0.02, "resolution": 50, "sigma": 0.01,
+                  "birth_range": [0.0, 0.3], "pers_range": [0.0, 0.3], "orders": ["row", "column"],
+                  "cubical_range": [0.0, 1.0], "normalize": True, "min_max": 1e-8},
+        "signal": {"threshold": 0.01, "resolution": 64, "sigma": 0.015, "birth_range": [-1.0, 1.0],
+                   "pers_range": [-1.0, 1.0], "normalize": True}},
+    "models": {"teacher_image": "wrn10_1", "teacher_topology": "wrn10_1", "student": "wrn10_1"},
+    "train": {"optimizer": "adam", "lr": 0.0005, "weight_decay": 0.0, "momentum": 0.9, "epochs": 2,
+              "batch_size": 32, "schedule": "none", "milestones": [], "lr_decay": 0.2,
+              "augment": False, "seed": 0, "device": "cpu", "num_workers": 0, "nproc": 1,
+              "threads": 1, "channels_last": True, "amp": False, "compile": False},
+    "distill": {"methods": ["kd", "sp", "tgd", "tpkd"], "lambda": 0.9, "temperature": 4.0,
+                "alpha": 0.7, "gamma": 1000.0, "beta": 200.0, "anneal": True, "teacher_cache": True,
+                "kl_reduction": "batchmean"},
+    "evaluate": {"checkpoint": "last", "batch_size": 256, "noise_std": [0.0, 0.2], "ece_bins": 15,
+                 "latency_repeats": 2},
+}
+
+
 def tiny_params(**overrides) -> dict:
-    """params.yaml shrunk to seconds: a digits subset, the smallest WRN, two epochs."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"].update(limit_train=120, limit_test=60, shard_size=64)
-    raw["topology"].update(engine="fast", n_jobs=1)
-    raw["models"] = {"teacher_image": "wrn10_1", "teacher_topology": "wrn10_1", "student": "wrn10_1"}
-    raw["train"].update(epochs=2, batch_size=32, device="cpu")
-    raw["evaluate"].update(latency_repeats=2, noise_std=[0.0, 0.2])
+    """A fresh copy of TINY_PARAMS with dotted overrides, e.g. tiny_params(**{"train.epochs": 3})."""
+    raw = copy.deepcopy(TINY_PARAMS)
     for dotted, value in overrides.items():
         section, key = dotted.split(".", 1)
         raw[section][key] = value
     return raw
+
+
+@pytest.fixture(autouse=True)
+def _quiet_progress(monkeypatch):
+    """No progress bars in test logs (tqdm reads TQDM_DISABLE)."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
 
 
 @pytest.fixture

@@ -246,20 +246,44 @@ def test_distillation_steps_lower_the_loss(name):
 
 def test_scratch_method_and_input_key():
     method = build_method("scratch", build_model("wrn10_1", 3, 5), {}, {})
-    assert not method.needs_pi and set(method(_batch())[1]) == {"ce"}
+    assert method.inputs == ("x",) and set(method(_batch())[1]) == {"ce"}
     model = build_model("wrn10_1", 2, 5)
     pi_method = build_method("scratch", model, {}, CFG, input_key="pi")
-    assert pi_method.needs_pi
+    assert pi_method.inputs == ("pi",)
     logits, losses = pi_method(_batch())
     assert logits.shape == (8, 5) and losses["ce"].requires_grad
     with pytest.raises(ParamsError, match="input_key"):
         build_method("scratch", model, {}, {}, input_key="y")
 
 
-def test_needs_pi_flags():
+def test_methods_declare_their_inputs_and_read_only_those():
     student, teachers = _nets()
-    flags = {n: build_method(n, student, teachers, CFG).needs_pi for n in ["kd", "sp", "tgd", "tpkd"]}
-    assert flags == {"kd": False, "sp": False, "tgd": True, "tpkd": True}
+    inputs = {n: build_method(n, student, teachers, CFG).inputs for n in ["kd", "sp", "tgd", "tpkd"]}
+    assert inputs == {"kd": ("x",), "sp": ("x",), "tgd": ("x", "pi"), "tpkd": ("x", "pi")}
+    batch = _batch()
+    for name, keys in inputs.items():  # a batch with only the declared inputs is enough
+        build_method(name, student, teachers, CFG)({k: batch[k] for k in (*keys, "y")})
+    with pytest.raises(KeyError, match="'pi'"):
+        build_method("tgd", student, teachers, CFG)({"x": batch["x"], "y": batch["y"]})
+
+
+def test_methods_read_only_their_declared_params():
+    """Each method's validated params hold exactly the keys it declares (what its DVC stage
+    depends on): kd and sp never see alpha, tgd and tpkd do."""
+    student, teachers = _nets()
+    read = {n: set(build_method(n, student, teachers, CFG).hparams.model_dump(by_alias=True))
+            for n in ["kd", "sp", "tgd", "tpkd"]}
+    assert read == {"kd": {"lambda", "temperature", "kl_reduction"}, "sp": {"lambda", "gamma"},
+                    "tgd": {"lambda", "temperature", "kl_reduction", "alpha", "gamma"},
+                    "tpkd": {"lambda", "temperature", "kl_reduction", "alpha", "beta"}}
+
+
+def test_diagnostics_are_reported_apart_from_the_losses():
+    student, teachers = _nets()
+    method = build_method("kd", student, teachers, CFG)
+    method.diagnose("teacher_share", torch.tensor(0.25))
+    assert method.pop_diagnostics() == {"teacher_share": 0.25}
+    assert method.pop_diagnostics() == {}
 
 
 # ---------------------------------------------------------------------------------- registry
@@ -284,9 +308,11 @@ def test_missing_teacher_or_param_raises_params_error():
         build_method("tgd", student, {"image": teachers["image"]}, CFG)
     cfg = dict(CFG)
     del cfg["gamma"]
-    with pytest.raises(ParamsError, match="distill.gamma"):
+    with pytest.raises(ParamsError, match=r"missing key distill\.gamma"):
         build_method("sp", student, teachers, cfg)
-    with pytest.raises(ParamsError, match="distill.alpha"):
+    with pytest.raises(ParamsError, match=r"distill\.alpha=1\.5"):
         build_method("tgd", student, teachers, dict(CFG, alpha=1.5))
     with pytest.raises(ParamsError, match="kl_reduction"):
         build_method("kd", student, teachers, dict(CFG, kl_reduction="sum"))
+    with pytest.raises(ParamsError, match=r"distill\.temperature=inf"):
+        build_method("kd", student, teachers, dict(CFG, temperature=float("inf")))

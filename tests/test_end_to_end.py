@@ -9,10 +9,11 @@ import yaml
 
 from pipeline.checkpoint import load_model, read_checkpoint
 from pipeline.errors import CheckpointError
+from pipeline.layout import PREPARED, TOPOLOGY
 from pipeline.params import load_params, section
 from pipeline.prepare import prepare
 from pipeline.report import METRICS, REPORT, evaluate_all
-from pipeline.runs import PREPARED, TOPOLOGY, distill, train_student, train_teacher
+from pipeline.runs import distill, train_student, train_teacher
 from pipeline.store import read_split, split_path
 from pipeline.teacher_cache import cache_teachers
 from pipeline.topology_job import compute_topology
@@ -22,16 +23,17 @@ from tests.conftest import tiny_params
 def run_dag(workspace) -> dict:
     params = load_params()
     prepare(section(params, "data"), PREPARED)
-    compute_topology(PREPARED, TOPOLOGY, section(params, "topology"), progress=False)
-    summaries = {f"teacher_{k}": train_teacher(k, params, progress=False) for k in ("image", "topology")}
-    summaries["scratch"] = train_student(params, progress=False)
-    summaries["teachers"] = cache_teachers(params, progress=False)
+    compute_topology(PREPARED, TOPOLOGY, section(params, "topology"))
+    summaries = {f"teacher_{k}": train_teacher(k, params) for k in ("image", "topology")}
+    summaries["scratch"] = train_student(params)
+    summaries["teachers"] = cache_teachers(params)
     for method in params.distill.methods:
-        summaries[method] = distill(method, params, progress=False)
+        summaries[method] = distill(method, params)
     evaluate_all(params)
     return summaries
 
 
+@pytest.mark.slow
 def test_dag_end_to_end(workspace):
     summaries = run_dag(workspace)
 
@@ -54,7 +56,7 @@ def test_dag_end_to_end(workspace):
     assert metrics["kd_params"] == metrics["scratch_params"] == metrics["tgd_params"]
     table = (REPORT / "report.md").read_text()
     assert "| tgd" in table and "teacher_topology" in table
-    assert Path("data/plots/confusion_tgd.png").stat().st_size > 1000
+    assert Path("data/plots/evaluate/confusion_tgd.png").stat().st_size > 1000
 
     # Annealing: the distilled students start from the scratch student's weights.
     assert read_checkpoint("data/models/tgd/last.pt")["meta"]["init"] == "scratch"
@@ -65,10 +67,11 @@ def test_dag_end_to_end(workspace):
         assert torch.equal(value, before[key])
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_fails_by_name(workspace):
     params = load_params()
     prepare(section(params, "data"), PREPARED)
-    train_student(params, progress=False)
+    train_student(params)
     with pytest.raises(CheckpointError, match=r"scratch/last.pt.*arch='wrn10_1'.*'wrn16_1'"):
         load_model("data/models/scratch/last.pt", expect={"arch": "wrn16_1"})
     Path("data/models/scratch/broken.pt").write_bytes(b"not a checkpoint")
@@ -76,6 +79,7 @@ def test_checkpoint_of_another_architecture_fails_by_name(workspace):
         load_model("data/models/scratch/broken.pt")
 
 
+@pytest.mark.slow
 def test_sensor_dag_end_to_end(workspace):
     """`data.name: basicmotions` alone switches the modality: windows in, 1-D students and signal
     teacher, one 64x64 PI per channel for the 2-D topology teacher, tpkd among the methods."""

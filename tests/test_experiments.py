@@ -1,22 +1,44 @@
-"""pipeline.experiments: a seed study's table from `dvc exp show --json`."""
+"""pipeline.experiments: seed tables and paired differences from `dvc exp show --json`."""
 import json
+import math
+import subprocess
 
 import pytest
+from scipy import stats
 
+from pipeline import experiments
 from pipeline.errors import PipelineError
-from pipeline.experiments import experiment_metrics, main, select, summary_table
+from pipeline.experiments import (collect_runs, experiment_metrics, main, paired_differences,
+                                  paired_table, select, summary_table, t_interval)
+
+# Student t quantiles t(0.975, df), from tables: the test's hand computations use these.
+T975 = {1: 12.706205, 2: 4.302653}
 
 
-def _exp_show(runs: dict[str, dict | None]) -> list[dict]:
-    """The shape of `dvc exp show --json` (DVC 3): a workspace row, then baselines with their
-    experiments; a run whose metrics file is missing carries an error instead of data."""
-    revs = []
-    for name, metrics in runs.items():
-        entry = {"data": metrics} if metrics is not None else {"error": {"type": "FileNotFoundError"}}
-        revs.append({"rev": name * 2, "name": name,
-                     "data": {"params": {}, "metrics": {"data/metrics/evaluate.json": entry}}})
-    return [{"rev": "workspace", "name": None, "data": {}, "experiments": None},
-            {"rev": "abc", "name": "main", "data": {}, "experiments": [{"revs": [r]} for r in revs]}]
+def _rev(name: str, seed: int, metrics: dict | None, timestamp: str = "2024-01-01T00:00:00") -> dict:
+    entry = {"data": metrics} if metrics is not None else {
+        "error": {"type": "FileNotFoundError", "msg": "No such file"}}
+    return {"rev": f"{abs(hash(name)):040x}"[:40], "name": name, "error": None, "experiments": None,
+            "data": {"rev": "x", "timestamp": timestamp,
+                     "params": {"params.yaml": {"data": {"train": {"seed": seed}, "distill": {}}}},
+                     "metrics": {"data/metrics/evaluate.json": entry}}}
+
+
+def _experiment(name: str, seed: int, metrics: dict | None, state: str | None = None,
+                timestamp: str = "2024-01-01T00:00:00") -> dict:
+    """One entry of a baseline's `experiments`, as DVC 3.67 writes it: queued or failed runs carry
+    an executor state (and a queued one has no metrics), finished ones executor None."""
+    return {"revs": [_rev(name, seed, metrics, timestamp)], "name": name,
+            "executor": None if state is None else {"state": state, "name": "dvc-task", "local": {}}}
+
+
+def _exp_show(*baselines: list[dict]) -> list[dict]:
+    """`dvc exp show --json -A`: the workspace row, then one row per commit, newest first."""
+    rows = [{"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None}]
+    for i, experiments_of_commit in enumerate(baselines):
+        rows.append({"rev": f"{i:07d}" + "c" * 33, "name": "main" if i == 0 else None, "data": {},
+                     "error": None, "experiments": experiments_of_commit or None})
+    return rows
 
 
 RUNS = {
@@ -24,18 +46,19 @@ RUNS = {
            "tgd_params": 1000, "teacher_image_acc": 90.0, "tgd_latency_ms": 0.3},
     "s1": {"tgd_acc": 84.0, "tgd_ece": 0.3, "tgd_noise0.0_acc": 84.0, "tgd_noise0.1_acc": 62.0,
            "tgd_params": 1000, "teacher_image_acc": 92.0, "tgd_latency_ms": 0.2},
-    "broken": None,
 }
+SEED_STUDY = _exp_show([_experiment("s0", 0, RUNS["s0"]), _experiment("s1", 1, RUNS["s1"]),
+                        _experiment("broken", 2, None)])
 
 
 def test_metrics_of_finished_experiments_only():
-    runs = experiment_metrics(_exp_show(RUNS))
+    runs = experiment_metrics(SEED_STUDY)
     assert set(runs) == {"s0", "s1"}
     assert runs["s1"]["tgd_acc"] == 84.0
 
 
 def test_table_gives_mean_and_sample_std_per_model_in_model_order():
-    table = summary_table(select(experiment_metrics(_exp_show(RUNS)), [], "s*"))
+    table = summary_table(select(collect_runs(SEED_STUDY), [], "s*"))
     rows = [line for line in table.splitlines() if line.startswith("| ") and "model" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["teacher_image", "tgd"]
     tgd = [c.strip() for c in rows[1].split("|")[1:-1]]
@@ -44,13 +67,168 @@ def test_table_gives_mean_and_sample_std_per_model_in_model_order():
     assert "noise 0.0" not in table
 
 
-def test_unknown_or_no_names_fail_clearly(tmp_path, capsys):
-    runs = experiment_metrics(_exp_show(RUNS))
-    with pytest.raises(PipelineError, match="no finished experiment named broken"):
-        select(runs, ["broken"], None)
-    with pytest.raises(PipelineError, match="--match"):
-        select(runs, [], None)
+def test_named_run_and_saved_json(tmp_path, capsys):
     saved = tmp_path / "exp.json"
-    saved.write_text(json.dumps(_exp_show(RUNS)))
+    saved.write_text(json.dumps(SEED_STUDY))
     main(["--json", str(saved), "s0"])
     assert "| tgd | 80.00 |" in capsys.readouterr().out
+
+
+# --- why nothing was found ------------------------------------------------------------------
+
+
+def test_no_names_and_no_pattern_asks_for_one():
+    with pytest.raises(PipelineError, match="--match"):
+        select(collect_runs(SEED_STUDY), [], None)
+
+
+def test_no_experiments_at_all_says_so():
+    with pytest.raises(PipelineError, match="no DVC experiments in this repository"):
+        select(collect_runs(_exp_show([], [])), [], "seed*")
+
+
+def test_no_match_lists_the_names_seen():
+    with pytest.raises(PipelineError, match=r"no experiment matches 'seed\*' \(experiments seen: broken, s0, s1\)"):
+        select(collect_runs(SEED_STUDY), [], "seed*")
+    with pytest.raises(PipelineError, match="no experiment named nope"):
+        select(collect_runs(SEED_STUDY), ["nope"], None)
+
+
+def test_matching_runs_without_metrics_name_their_state():
+    queued_and_failed = _exp_show([_experiment("seed0", 0, None, state="queued"),
+                                   _experiment("seed1", 1, RUNS["s1"], state="failed"),
+                                   _experiment("seed2", 2, None),
+                                   _experiment("other", 0, RUNS["s0"])])
+    runs = collect_runs(queued_and_failed)
+    with pytest.raises(PipelineError, match=r"matching 'seed\*' have no metrics yet.*"
+                       r"seed0 \(queued\), seed1 \(failed\), seed2 \(no data/metrics/evaluate.json\)"):
+        select(runs, [], "seed*")
+    with pytest.raises(PipelineError, match=r"named have no metrics yet.*seed1 \(failed\)"):
+        select(runs, ["seed1"], None)
+
+
+def test_some_runs_unfinished_are_left_out_with_a_note(capsys):
+    runs = collect_runs(_exp_show([_experiment("seed0", 0, RUNS["s0"]),
+                                   _experiment("seed1", 1, None, state="queued")]))
+    assert list(select(runs, [], "seed*")) == ["seed0"]
+    assert "left out, no metrics yet: seed1 (queued)" in capsys.readouterr().err
+
+
+def test_runs_on_earlier_commits_are_found_and_the_newest_of_a_name_wins(capsys):
+    # HEAD has one rerun of seed1; seed0 and the first seed1 hang off the previous commit.
+    exp_show = _exp_show([_experiment("seed1", 1, {"tgd_acc": 70.0}, timestamp="2024-02-01T00:00:00")],
+                         [_experiment("seed0", 0, {"tgd_acc": 50.0}),
+                          _experiment("seed1", 1, {"tgd_acc": 60.0})])
+    runs = select(collect_runs(exp_show), [], "seed*")
+    assert {name: run.metrics["tgd_acc"] for name, run in runs.items()} == {"seed1": 70.0, "seed0": 50.0}
+    assert runs["seed0"].commit == "0000001"
+    assert "seed1 exists on commits 0000000, 0000001; using the one on 0000000" in capsys.readouterr().err
+
+
+def test_dvc_is_asked_for_every_commit(monkeypatch, capsys):
+    calls = []
+
+    def fake_run(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout=json.dumps(SEED_STUDY), stderr="")
+
+    monkeypatch.setattr(experiments.subprocess, "run", fake_run)
+    main(["--match", "s*"])
+    assert calls == [["dvc", "exp", "show", "--json", "-A"]]
+    assert "| tgd | 82.00 ± 2.83 |" in capsys.readouterr().out
+
+
+# --- paired differences ---------------------------------------------------------------------
+
+# One experiment per seed; the students of one experiment share teachers and seed.
+WITHIN = _exp_show([
+    _experiment("seed0", 0, {"teacher_image_acc": 90.0, "scratch_acc": 68.0, "kd_acc": 70.0,
+                             "sp_acc": 70.5, "tgd_acc": 71.0, "kd_ece": 0.05, "tgd_ece": 0.03}),
+    _experiment("seed1", 1, {"teacher_image_acc": 91.0, "scratch_acc": 69.0, "kd_acc": 72.0,
+                             "sp_acc": 73.5, "tgd_acc": 75.0, "kd_ece": 0.04, "tgd_ece": 0.05}),
+    _experiment("seed2", 2, {"teacher_image_acc": 92.0, "scratch_acc": 70.0, "kd_acc": 71.0,
+                             "tgd_acc": 73.0, "kd_ece": 0.06, "tgd_ece": 0.04}),
+])
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
+
+
+def test_t_interval_by_hand():
+    # differences 1, 3, 2: mean 2, sample std 1, half width t(0.975, 2) / sqrt(3)
+    mean, low, high = t_interval([1.0, 3.0, 2.0])
+    assert stats.t.ppf(0.975, 2) == pytest.approx(T975[2], abs=1e-6)
+    assert (mean, low, high) == pytest.approx((2.0, 2 - T975[2] / math.sqrt(3), 2 + T975[2] / math.sqrt(3)), abs=1e-6)
+    assert t_interval([1.0]) is None
+
+
+def test_paired_within_each_experiment_against_kd():
+    paired = paired_differences(select(collect_runs(WITHIN), [], "seed*"), None, "kd")
+    assert paired.differences == {"scratch": {0: -2.0, 1: -3.0, 2: -1.0}, "sp": {0: 0.5, 1: 1.5},
+                                  "tgd": {0: 1.0, 1: 3.0, 2: 2.0}}
+    table = paired_table(paired, same_run=True)
+    rows = _rows(table)
+    half3 = T975[2] / math.sqrt(3)          # three seeds, sample std 1: 2.484
+    half2 = T975[1] * math.sqrt(0.5) / math.sqrt(2)   # sp: 0.5, 1.5: std sqrt(0.5), two seeds: 6.353
+    assert rows["tgd"] == ["3", "+2.00", f"[{2 - half3:+.2f}, {2 + half3:+.2f}]", "+1.00", "+3.00", "+2.00"]
+    assert rows["tgd"][2] == "[-0.48, +4.48]"
+    assert rows["scratch"][:3] == ["3", "-2.00", "[-4.48, +0.48]"]
+    assert rows["sp"] == ["2", "+1.00", f"[{1 - half2:+.2f}, {1 + half2:+.2f}]", "+0.50", "+1.50", "—"]
+    assert rows["sp"][2] == "[-5.35, +7.35]"
+    assert "kd" not in rows and "teacher_image" not in rows
+    assert "95 % Student t interval" in table and "t(0.975, 2) = 4.3027" in table
+    assert "seed 0: seed0, seed 1: seed1, seed 2: seed2" in table
+
+
+def test_paired_command_against_scratch_and_on_ece(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(WITHIN))
+    main(["--json", str(saved), "--match", "seed*", "--baseline", "scratch"])
+    rows = _rows(capsys.readouterr().out)
+    assert rows["kd"][:2] == ["3", "+2.00"] and rows["tgd"][:2] == ["3", "+4.00"]  # 3,6,3 and 2,3,1
+    main(["--json", str(saved), "--match", "seed*", "--baseline", "kd", "--metric", "ece"])
+    rows = _rows(capsys.readouterr().out)
+    assert rows == {"tgd": ["3", "-0.0100", rows["tgd"][2], "-0.0200", "+0.0100", "-0.0200"]}
+
+
+# Across experiments: tgd at another alpha in `a07-seed*` against the default runs `base-seed*`.
+ACROSS = _exp_show([
+    _experiment("base-seed0", 0, {"kd_acc": 70.0, "tgd_acc": 69.0}),
+    _experiment("base-seed1", 1, {"kd_acc": 72.0, "tgd_acc": 70.0}),
+    _experiment("base-seed2", 2, {"kd_acc": 71.0, "tgd_acc": 72.0}),
+    _experiment("base-seed3", 3, {"kd_acc": 75.0, "tgd_acc": 75.0}),
+    _experiment("a07-seed2", 2, {"kd_acc": 71.0, "tgd_acc": 74.0}),
+    _experiment("a07-seed0", 0, {"kd_acc": 70.0, "tgd_acc": 74.0}),
+    _experiment("a07-seed1", 1, {"kd_acc": 72.0, "tgd_acc": 74.0}),
+])
+
+
+def test_paired_across_experiments_by_seed(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(ACROSS))
+    main(["--json", str(saved), "--match", "a07-*", "--baseline-match", "base-*", "--baseline", "kd"])
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    # tgd(a07) - kd(base): 4, 2, 3 -> mean 3, sample std 1; kd(a07) - kd(base): 0, 0, 0
+    assert rows["tgd"] == ["3", "+3.00", "[+0.52, +5.48]", "+4.00", "+2.00", "+3.00"]
+    assert rows["kd"] == ["3", "+0.00", "[+0.00, +0.00]", "+0.00", "+0.00", "+0.00"]
+    assert "seed 0: a07-seed0 − base-seed0" in out and "seed 2: a07-seed2 − base-seed2" in out
+    assert "Left out (no run with the same train.seed on the other side): base-seed3" in out
+    main(["--json", str(saved), "--match", "a07-*", "--baseline-match", "base-*", "--baseline", "tgd"])
+    assert _rows(capsys.readouterr().out)["tgd"][:2] == ["3", "+3.67"]  # 5, 4, 2
+
+
+def test_paired_errors_name_the_culprit(tmp_path):
+    runs = collect_runs(ACROSS)
+    with pytest.raises(PipelineError, match="base-seed0 and a07-seed0 both have train.seed=0"):
+        paired_differences(select(runs, [], "*seed0"), None, "kd")
+    with pytest.raises(PipelineError, match="no nope_acc in a07-seed0"):
+        paired_differences(select(runs, [], "a07-*"), None, "nope")
+    with pytest.raises(PipelineError, match="no seed in common"):
+        paired_differences(select(runs, ["a07-seed0"], None), select(runs, ["base-seed3"], None), "kd")
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(ACROSS))
+    with pytest.raises(SystemExit, match="--baseline-match needs --baseline"):
+        main(["--json", str(saved), "--match", "a07-*", "--baseline-match", "base-*"])

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from pipeline.errors import ParamsError
-from pipeline.models import MODELS, build_model, count_parameters
+from pipeline.evaluate import count_parameters
+from pipeline.models import MODELS, build_model
 
 
 @pytest.fixture(autouse=True)

@@ -1,24 +1,57 @@
-"""params.yaml validation: every bad key fails early with one line naming it."""
-from pathlib import Path
+"""params validation: every bad, missing or non-finite key fails early with one line naming it;
+presets are overrides; the tests' own params never come from the working copy."""
+import builtins
+import math
+import pathlib
 
 import pytest
 import yaml
 
+from conftest import REPO, TINY_PARAMS, tiny_params
 from pipeline.errors import ParamsError
-from pipeline.params import load_params, section, validate
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def repo_params() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+from pipeline.params import (apply_overrides, flatten, load_params, main, preset_flags, schema,
+                             section, validate)
 
 
-def test_repository_params_are_valid_and_complete():
-    params = load_params(REPO / "params.yaml")
-    assert params.data.name == "digits"
+def _set(raw: dict, path: tuple, value) -> dict:
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
+def _error(raw: dict) -> str:
+    with pytest.raises(ParamsError) as error:
+        validate(raw, "params.yaml")
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_tests_params_are_complete_and_valid():
+    params = validate(tiny_params())
+    assert params.data.name == "digits" and params.train.epochs == 2
     assert section(params, "distill")["lambda"] == 0.9  # params.yaml's own key name survives
     assert params.topology.image.resolution == 50 and params.topology.signal.resolution == 64
+
+
+def test_tests_params_never_read_the_working_copy(monkeypatch):
+    """tiny_params is built in the tests: reading any file while building it fails here, and the
+    user's edits of params.yaml cannot reach it."""
+    def no_reading(*args, **kwargs):
+        raise AssertionError(f"tiny_params read a file: {args[:1]}")
+
+    monkeypatch.setattr(builtins, "open", no_reading)
+    monkeypatch.setattr(pathlib.Path, "read_text", no_reading)
+    monkeypatch.setattr(pathlib.Path, "read_bytes", no_reading)
+    assert tiny_params() == TINY_PARAMS and tiny_params() is not TINY_PARAMS
+
+
+def test_repository_params_have_every_key_of_the_schema():
+    """The shipped file is complete (whatever values a user gave it since)."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert set(flatten(raw)) == set(flatten(TINY_PARAMS))
 
 
 @pytest.mark.parametrize("path, value, words", [
@@ -31,34 +64,65 @@ def test_repository_params_are_valid_and_complete():
     (("data", "name"), "mnist", ["data.name", "mnist", "digits", "cifar10"]),
     (("models", "student"), "wrn15_1", ["models.student", "wrn15_1"]),
     (("distill", "methods"), ["kd", "magic"], ["distill.methods", "magic", "tgd"]),
-    (("distill", "methods"), ["scratch"], ["distill.methods", "scratch"]),
+    (("distill", "methods"), ["scratch"], ["distill.methods", "scratch", "train_student", "kd"]),
+    (("distill", "methods"), [], ["distill.methods=[]", "at least one", "tgd"]),
+    (("topology", "engine"), "slow", ["topology.engine", "slow", "fast", "ripser"]),
     (("topology", "image", "birth_range"), [0.3, 0.0], ["topology.image.birth_range", "low < high"]),
     (("topology", "n_jobs"), 0, ["topology.n_jobs", "-1"]),
     (("evaluate", "noise_std"), [0.1, -0.2], ["evaluate.noise_std", ">= 0"]),
 ])
 def test_bad_values_fail_with_one_line_naming_the_key(path, value, words):
-    raw = repo_params()
+    message = _error(_set(tiny_params(), path, value))
+    for word in words:
+        assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("path", [("train", "lr"), ("topology", "image", "sigma"), ("distill", "gamma"),
+                                  ("distill", "alpha"), ("data", "test_fraction")])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_numbers_fail_naming_the_key(path, value):
+    message = _error(_set(tiny_params(), path, value))
+    assert f"{'.'.join(path)}=" in message and "finite" in message, message
+
+
+def test_non_finite_inside_lists_fails_naming_the_key():
+    message = _error(_set(tiny_params(), ("evaluate", "noise_std"), [0.0, math.inf]))
+    assert "evaluate.noise_std" in message and "finite" in message
+
+
+@pytest.mark.parametrize("path, words", [
+    (("train", "epochs"), ["missing key train.epochs"]),
+    (("data", "name"), ["missing key data.name"]),
+    (("topology", "image", "sigma"), ["missing key topology.image.sigma"]),
+    (("distill", "alpha"), ["missing key distill.alpha"]),
+    (("train",), ["missing section train"]),
+    (("topology", "signal"), ["missing section topology.signal"]),
+])
+def test_missing_key_or_section_fails_naming_it(path, words):
+    raw = tiny_params()
     node = raw
     for key in path[:-1]:
         node = node[key]
-    node[path[-1]] = value
-    with pytest.raises(ParamsError) as error:
-        validate(raw, "params.yaml")
-    message = str(error.value)
-    assert "\n" not in message
+    del node[path[-1]]
+    message = _error(raw)
     for word in words:
         assert word in message, (word, message)
 
 
 def test_unknown_section_is_named():
-    raw = repo_params()
+    raw = tiny_params()
     raw["trian"] = {"epochs": 3}
     with pytest.raises(ParamsError, match=r"trian: unknown key"):
         validate(raw)
 
 
+def test_distill_schema_is_gathered_from_the_methods():
+    fields = {f.alias or n for n, f in schema().model_fields["distill"].annotation.model_fields.items()}
+    assert fields == {"methods", "anneal", "teacher_cache", "lambda", "temperature", "kl_reduction", "alpha", "gamma", "beta"}
+
+
 def test_milestones_must_lie_inside_the_run():
-    raw = repo_params()
+    raw = tiny_params()
     raw["train"].update(schedule="step", milestones=[2, 50], epochs=10)
     with pytest.raises(ParamsError, match=r"milestones.*\[50\]"):
         validate(raw)
@@ -71,18 +135,41 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("data: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ParamsError, match="mapping of sections"):
+        load_params(bad)
 
 
-def test_paper_preset_is_valid_and_only_changes_scale():
+def test_paper_preset_is_overrides_only_and_applies_on_top(tmp_path, capsys):
     preset = yaml.safe_load((REPO / "presets" / "paper-cifar10.yaml").read_text())
-    validate(preset, "presets/paper-cifar10.yaml")
+    assert set(flatten(preset)) < set(flatten(TINY_PARAMS))  # overrides, never a full copy
+    merged = validate(apply_overrides(tiny_params(), preset))
+    assert merged.data.name == "cifar10" and merged.train.epochs == 20
+    assert (merged.models.teacher_image, merged.models.student) == ("wrn16_3", "wrn16_1")
+    assert merged.train.lr == 0.0005 and merged.data.limit_train == 120  # the rest: params'
+    base = tmp_path / "params.yaml"
+    base.write_text(yaml.safe_dump(tiny_params()))
+    main(["preset", str(REPO / "presets" / "paper-cifar10.yaml"), "--params", str(base)])
+    flags = capsys.readouterr().out.split()
+    assert flags[:2] == ["-S", "data.name=cifar10"] and "train.epochs=20" in flags
+    assert len(flags) == 2 * len(flatten(preset))
 
-    def keys(tree, prefix=""):
-        return {prefix + k for k, v in tree.items() for k in ([k] if not isinstance(v, dict) else [])} | {
-            k2 for k, v in tree.items() if isinstance(v, dict) for k2 in keys(v, prefix + k + ".")}
 
-    assert keys(preset) == keys(repo_params())
-    assert preset["data"]["name"] == "cifar10"
-    assert preset["models"] == {"teacher_image": "wrn16_3", "teacher_topology": "wrn16_3", "student": "wrn16_1"}
-    assert preset["train"]["epochs"] == 20 and preset["train"]["optimizer"] == "adam"
-    assert preset["train"]["lr"] == 0.0005 and preset["train"]["batch_size"] == 64
+def test_preset_flags_are_shell_words_and_a_bad_preset_fails(tmp_path):
+    base = tmp_path / "params.yaml"
+    base.write_text(yaml.safe_dump(tiny_params()))
+    preset = tmp_path / "p.yaml"
+    preset.write_text("evaluate: {noise_std: [0.0, 0.5]}\ndata: {root: 'null'}\n")
+    assert preset_flags(preset, base) == ["-S", "evaluate.noise_std=[0.0,0.5]", "-S", 'data.root="null"']
+    preset.write_text("train: {epocs: 3}\n")
+    with pytest.raises(ParamsError, match=r"train.epocs: unknown key"):
+        preset_flags(preset, base)
+
+
+def test_params_yaml_ships_the_published_topology_recipes():
+    """The library's defaults for direct callers and params.yaml's values are one recipe."""
+    from pipeline.topology import IMAGE_RECIPE, SIGNAL_RECIPE
+
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())["topology"]
+    assert shipped["image"] == IMAGE_RECIPE
+    assert shipped["signal"] == SIGNAL_RECIPE

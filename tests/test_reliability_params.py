@@ -3,26 +3,34 @@ and exit status 1, never a traceback, and nothing is written."""
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import subprocess_env, tiny_params
+
+pytestmark = pytest.mark.slow  # every stage command in a subprocess
 
 STAGES = {  # command -> (a bad edit of params.yaml, what the error line must name)
     "prepare": (("data", "shard_sise", 64), "data.shard_sise: unknown key"),
     "topology": (("topology", "image", "resolutoin", 50), "topology.image.resolutoin: unknown key"),
     "train_teacher image": (("train", "epochs", "five"), "train.epochs='five'"),
-    "train_student": (("train", "lr", -1.0), "train.lr=-1.0"),
+    "train_student": (("train", "epochs", None), "missing key train.epochs"),
     "distill kd": (("distill", "alpha", 1.5), "distill.alpha=1.5"),
+    "method_params": (("distill", "gamma", float("inf")), "distill.gamma=inf"),
     "evaluate": (("evaluate", "checkpoint", "newest"), "evaluate.checkpoint='newest'"),
 }
 
 
 def _edit(raw: dict, path: tuple) -> dict:
+    """Set a key (a value of None deletes it)."""
     *keys, last, value = path
     node = raw
     for key in keys:
         node = node[key]
-    node[last] = value
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
     return raw
 
 

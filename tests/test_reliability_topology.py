@@ -104,6 +104,7 @@ def _keep_staging(monkeypatch) -> None:
     monkeypatch.setattr(job, "channel_mean_std", stop)
 
 
+@pytest.mark.slow  # a stage in a subprocess, killed and rerun
 def test_sigkill_then_rerun_computes_only_missing_shards(tmp_path, prepared, reference):
     ws = _workspace(tmp_path / "ws", prepared)
     staging = ws / "data" / ".staging" / "topology"

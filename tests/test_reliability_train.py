@@ -1,22 +1,26 @@
 """Training stages resume after a kill with the same weights, checkpoints and logs as an
 uninterrupted CPU run; checkpoints are written atomically; foreign resume files are ignored."""
+import contextlib
 import json
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
 import yaml
 
 from conftest import kill_group_when, subprocess_env, tiny_params
+from pipeline import train
 from pipeline.checkpoint import load_model, read_checkpoint, save_checkpoint
 from pipeline.models import build_model
 from pipeline.params import section, validate
 from pipeline.prepare import prepare
-from pipeline.runs import train_student
+from pipeline.runs import train_student, train_teacher
+from pipeline.runtime import torch_threads
 from pipeline.store import tree_digest
 
 SCRATCH = Path("data/models/scratch")
@@ -35,10 +39,8 @@ def prepared(tmp_path_factory) -> Path:
 def single_thread():
     """CPU results are bit-identical for a fixed number of threads; the subprocesses use one
     (and on a small shared machine one thread is also the fastest)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def _enter(root: Path, prepared: Path, monkeypatch, **overrides) -> Path:
@@ -48,6 +50,24 @@ def _enter(root: Path, prepared: Path, monkeypatch, **overrides) -> Path:
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(**overrides), sort_keys=False))
     monkeypatch.chdir(root)
     return root
+
+
+class Killed(Exception):
+    """Stands in for a kill right after an epoch's resume file was written."""
+
+
+@contextlib.contextmanager
+def killed_after_epoch(epochs: int):
+    """Training stops as a kill would, once `epochs` epochs are saved (resume file included)."""
+    real = train.save_resume
+
+    def save_then_stop(trainer, progress):
+        real(trainer, progress)
+        if progress.next_epoch >= epochs:
+            raise Killed
+
+    with mock.patch.object(train, "save_resume", save_then_stop), pytest.raises(Killed):
+        yield
 
 
 def _params(**overrides):
@@ -72,16 +92,17 @@ def _live_history(root: Path) -> dict:
 def test_stopped_then_resumed_equals_uninterrupted(tmp_path, prepared, monkeypatch, capsys):
     params = _params(**{"train.epochs": 3})
     whole = _enter(tmp_path / "whole", prepared, monkeypatch, **{"train.epochs": 3})
-    summary = train_student(params, progress=False)
+    summary = train_student(params)
     assert not RESUME.exists()  # a finished run leaves no resume file
 
     parts = _enter(tmp_path / "parts", prepared, monkeypatch, **{"train.epochs": 3})
-    assert train_student(params, progress=False, stop_after_epoch=1) == {"stopped_after_epoch": 1}
+    with killed_after_epoch(1):
+        train_student(params)
     assert RESUME.is_file() and not list(RESUME.parent.glob("*.tmp"))
     shutil.rmtree("data/models")  # DVC deletes a stage's outputs before it runs again
     shutil.rmtree("data/live")
     capsys.readouterr()
-    assert train_student(params, progress=False) == summary
+    assert train_student(params) == summary
     assert "scratch: resuming after epoch 1" in capsys.readouterr().out
 
     for name in ("last.pt", "best.pt"):
@@ -93,6 +114,7 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path, prepared, monkeypat
     assert not (parts / RESUME).exists()
 
 
+@pytest.mark.slow  # a stage in a subprocess, killed and rerun
 def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkeypatch):
     overrides = {"train.epochs": 3}
     ws = _enter(tmp_path / "killed", prepared, monkeypatch, **overrides)
@@ -119,7 +141,7 @@ def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkey
     assert "scratch: resuming after epoch 1" in rerun.stdout
 
     whole = _enter(tmp_path / "whole", prepared, monkeypatch, **overrides)
-    train_student(_params(**overrides), progress=False)
+    train_student(_params(**overrides))
     for name in ("last.pt", "best.pt"):
         _assert_same_weights(whole / SCRATCH / name, ws / SCRATCH / name)
     assert tree_digest(whole / SCRATCH) == tree_digest(ws / SCRATCH)
@@ -166,9 +188,10 @@ def test_foreign_or_broken_resume_file_is_ignored(tmp_path, prepared, monkeypatc
     seed1 = _params(**{"train.epochs": 2, "train.seed": 1})
     seed0 = _params(**{"train.epochs": 2})
     _enter(tmp_path / "ws", prepared, monkeypatch, **{"train.epochs": 2})
-    train_student(seed1, progress=False, stop_after_epoch=1)  # a resume file of other params
+    with killed_after_epoch(1):
+        train_student(seed1)  # a resume file of other params
     capsys.readouterr()
-    ignored = train_student(seed0, progress=False)
+    ignored = train_student(seed0)
     out = capsys.readouterr().out
     assert "ignoring data/.resume/scratch.pt, starting at epoch 1" in out and "other params" in out
     assert "resuming" not in out
@@ -177,15 +200,55 @@ def test_foreign_or_broken_resume_file_is_ignored(tmp_path, prepared, monkeypatc
     shutil.rmtree("data/models")
     shutil.rmtree("data/live")
     RESUME.write_bytes(b"\x00 not a torch file")  # damaged: ignored, never fatal
-    assert train_student(seed0, progress=False) == ignored
+    assert train_student(seed0) == ignored
     assert "unreadable" in capsys.readouterr().out
     _assert_same_weights(tmp_path / "first" / "last.pt", SCRATCH / "last.pt")
+
+
+def test_damaged_resume_file_is_detected_and_the_run_starts_over(tmp_path, prepared, monkeypatch,
+                                                                 capsys):
+    """One changed weight in a resume file (its own checksum left as it was) is reported, and
+    the run starts from epoch 1: the result is the uninterrupted run's, not a silent mix."""
+    params = _params()
+    _enter(tmp_path / "whole", prepared, monkeypatch)
+    train_student(params)
+    _enter(tmp_path / "ws", prepared, monkeypatch)
+    with killed_after_epoch(1):
+        train_student(params)
+    state = torch.load(RESUME, weights_only=True)
+    weight = next(v for k, v in state["method"].items() if k.endswith("conv1.weight"))
+    weight.view(-1)[0] += 1e-3  # as a flipped bit would, in a weight
+    torch.save(state, RESUME)
+    shutil.rmtree("data/models")
+    shutil.rmtree("data/live")
+    capsys.readouterr()
+    train_student(params)
+    out = capsys.readouterr().out
+    assert "ignoring data/.resume/scratch.pt, starting at epoch 1" in out and "checksum" in out, out
+    assert "resuming" not in out
+    for name in ("last.pt", "best.pt"):
+        _assert_same_weights(tmp_path / "whole" / SCRATCH / name, SCRATCH / name)
+
+
+def test_another_models_resume_file_is_never_taken(tmp_path, prepared, monkeypatch, capsys):
+    """teacher_image and scratch share architecture, params and inputs: only the run's name
+    tells their resume files apart."""
+    _enter(tmp_path / "ws", prepared, monkeypatch)
+    with killed_after_epoch(1):
+        train_student(_params())
+    shutil.copy(RESUME, "data/.resume/teacher_image.pt")
+    capsys.readouterr()
+    summary = train_teacher("image", _params())
+    out = capsys.readouterr().out
+    assert "teacher_image: ignoring data/.resume/teacher_image.pt, starting at epoch 1" in out
+    assert "another model" in out and "resuming" not in out
+    assert summary["epochs"] == 2 and "teacher_image_acc" in summary
 
 
 def test_same_seed_same_metrics_other_seed_differs(tmp_path, prepared, monkeypatch):
     def history(name: str, seed: int) -> dict:
         _enter(tmp_path / name, prepared, monkeypatch)
-        train_student(_params(**{"train.seed": seed}), progress=False)
+        train_student(_params(**{"train.seed": seed}))
         return {**_live_history(tmp_path / name),
                 "metrics.json": json.loads((tmp_path / name / LIVE / "metrics.json").read_text())}
 

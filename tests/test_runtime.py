@@ -3,19 +3,26 @@ import copy
 
 import torch
 
+from conftest import tiny_params
 from pipeline.inputs import Inputs
 from pipeline.models import build_model
 from pipeline.params import TrainParams
-from pipeline.runtime import autocast_bf16, configure, prepare_inputs, prepare_models
+from pipeline.runtime import autocast_bf16, prepare_inputs, prepare_models, set_threads
+
+
+def _train(**overrides) -> TrainParams:
+    return TrainParams.model_validate({**tiny_params()["train"], **overrides})
 
 
 def test_threads_param_sets_torch_threads():
     before = torch.get_num_threads()
     try:
-        configure({"threads": 1})
+        torch.set_num_threads(2)
+        set_threads(_train(threads=1))
         assert torch.get_num_threads() == 1
-        configure({"threads": 0})  # 0: leave torch's own setting alone
-        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        set_threads(_train(threads=0))  # 0: leave torch's own setting alone
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 
@@ -24,13 +31,13 @@ def test_channels_last_pis_keep_their_values_and_layout_through_batching():
     pis = torch.rand(10, 6, 5, 5)
     inputs = Inputs(splits={"train": {"pi": pis.clone(), "x": torch.zeros(10, 4, 4, 3, dtype=torch.uint8)}},
                     classes=["a"], modality="image")
-    prepare_inputs(inputs, {"channels_last": True})
+    prepare_inputs(inputs, _train(channels_last=True))
     held = inputs.splits["train"]["pi"]
     assert held.is_contiguous(memory_format=torch.channels_last) and torch.equal(held, pis)
     assert held[torch.tensor([3, 1, 7])].is_contiguous(memory_format=torch.channels_last)
     assert inputs.splits["train"]["x"].is_contiguous()  # raw images are left alone
     off = Inputs(splits={"train": {"pi": pis.clone()}}, classes=["a"], modality="image")
-    assert prepare_inputs(off, {"channels_last": False}).splits["train"]["pi"].is_contiguous()
+    assert prepare_inputs(off, _train(channels_last=False)).splits["train"]["pi"].is_contiguous()
 
 
 def test_bf16_autocast_keeps_weights_keys_and_float32_outputs():
@@ -51,8 +58,7 @@ def test_cuda_switches_leave_cpu_runs_alone():
     model = build_model("wrn10_1", 3, 5)
     x = torch.randn(2, 3, 8, 8)
     before = model(x)[0]
-    cfg = TrainParams(amp=True).model_dump()
-    prepare_models([model], cfg, torch.device("cpu"))
+    prepare_models([model], _train(amp=True), torch.device("cpu"))
     assert "forward" not in vars(model)
     assert torch.equal(model(x)[0], before)
 

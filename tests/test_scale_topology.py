@@ -37,11 +37,13 @@ def loky(prepared, tmp_path_factory) -> dict:
     return _run(prepared, tmp_path_factory.mktemp("loky") / "topology", _cfg(backend="loky"))
 
 
+@pytest.mark.slow  # a Dask cluster
 def test_local_cluster_started_by_the_stage_equals_loky(prepared, loky, tmp_path):
     """`backend: dask`, `scheduler: null`: the stage starts a LocalCluster of n_jobs processes."""
     assert _run(prepared, tmp_path / "topology", _cfg(backend="dask", scheduler=None)) == loky
 
 
+@pytest.mark.slow  # a Dask cluster
 def test_cluster_by_address_with_relative_paths(prepared, loky, tmp_path, monkeypatch):
     """A cluster of its own (reached by its address) whose workers run in another folder: the
     stage hands them absolute paths, so relative stage paths still work."""

@@ -11,11 +11,11 @@ import yaml
 from conftest import tiny_params
 from pipeline import teacher_cache
 from pipeline.checkpoint import read_checkpoint
-from pipeline.distill import METHODS
 from pipeline.distill.base import Method
+from pipeline.layout import PREPARED, TOPOLOGY
 from pipeline.params import load_params, section, validate
 from pipeline.prepare import prepare
-from pipeline.runs import PREPARED, TOPOLOGY, distill, load_teachers, train_student, train_teacher
+from pipeline.runs import distill, train_student, train_teacher
 from pipeline.store import tree_digest
 from pipeline.teacher_cache import (STORE, TeacherCacheError, cache_needs, cache_teachers, epoch_order,
                                     feed_for, pack, triangle_size, unpack)
@@ -41,11 +41,11 @@ def dag(tmp_path_factory) -> Path:
         (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
         params = load_params()
         prepare(section(params, "data"), PREPARED)
-        compute_topology(PREPARED, TOPOLOGY, section(params, "topology"), progress=False)
+        compute_topology(PREPARED, TOPOLOGY, section(params, "topology"))
         for kind in ("image", "topology"):
-            train_teacher(kind, params, progress=False)
-        train_student(params, progress=False)
-        summary = cache_teachers(params, progress=False)
+            train_teacher(kind, params)
+        train_student(params)
+        summary = cache_teachers(params)
     finally:
         os.chdir(cwd)
     assert summary["cached"] and summary["map_epochs"] == 2
@@ -76,17 +76,17 @@ def test_cached_run_trains_the_same_student(dag, monkeypatch, capsys, method):
     monkeypatch.chdir(dag)
     real_teacher = Method.teacher
 
-    def must_not_run(self, key, x):
+    def must_not_run(self, key, batch):
         raise AssertionError(f"teacher {key} ran although its outputs are cached")
 
     monkeypatch.setattr(Method, "teacher", must_not_run)
-    distill(method, validate(tiny_params()), progress=False)
+    distill(method, validate(tiny_params()))
     assert f"{method}: teacher outputs from {CACHE}" in capsys.readouterr().out
     cached = read_checkpoint(f"data/models/{method}/last.pt")["state_dict"]
     cached_live = json.loads(Path(f"data/live/{method}/metrics.json").read_text())
 
     monkeypatch.setattr(Method, "teacher", real_teacher)
-    distill(method, validate(tiny_params(**{"distill.teacher_cache": False})), progress=False)
+    distill(method, validate(tiny_params(**{"distill.teacher_cache": False})))
     assert f"{method}: running the teachers (distill.teacher_cache is false)" in capsys.readouterr().out
     computed = read_checkpoint(f"data/models/{method}/last.pt")["state_dict"]
     assert cached.keys() == computed.keys()
@@ -103,7 +103,7 @@ def test_cached_run_trains_the_same_student(dag, monkeypatch, capsys, method):
 def test_feed_refuses_a_batch_it_was_not_built_for(dag, monkeypatch, capsys):
     monkeypatch.chdir(dag)
     params = validate(tiny_params())
-    feed = feed_for(METHODS["tgd"], params, load_teachers(params), torch.device("cpu"))
+    feed = feed_for("tgd", params, torch.device("cpu"))
     order = epoch_order(params.train.seed, 1, 120)
     batch = feed(1, 1, order[32:64])  # the second batch of the second epoch
     assert batch.logits["image"].shape == (32, 10) and len(batch.maps["topology"]["gram"]) == 3
@@ -120,7 +120,7 @@ def test_feed_refuses_a_batch_it_was_not_built_for(dag, monkeypatch, capsys):
 def test_falls_back_to_the_teachers_where_not_exact(dag, monkeypatch, capsys, override, why):
     monkeypatch.chdir(dag)
     params = validate(tiny_params(**override))
-    assert feed_for(METHODS["tgd"], params, load_teachers(params), torch.device("cpu")) is None
+    assert feed_for("tgd", params, torch.device("cpu")) is None
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("tgd: running the teachers (") and why in out
 
@@ -129,14 +129,14 @@ def test_distill_weights_read_the_same_cache(dag, monkeypatch, capsys):
     monkeypatch.chdir(dag)
     params = validate(tiny_params(**{"distill.alpha": 0.2, "distill.gamma": 5.0, "distill.lambda": 0.5,
                                      "distill.temperature": 2.0, "distill.kl_reduction": "mean"}))
-    assert feed_for(METHODS["tpkd"], params, load_teachers(params), torch.device("cpu")) is not None
+    assert feed_for("tpkd", params, torch.device("cpu")) is not None
 
 
 def test_augment_writes_no_cache(tmp_path, dag, monkeypatch):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "prepared").symlink_to(dag / "data" / "prepared")
     monkeypatch.chdir(tmp_path)
-    summary = cache_teachers(validate(tiny_params(**{"train.augment": True})), progress=False)
+    summary = cache_teachers(validate(tiny_params(**{"train.augment": True})))
     assert summary == {"cached": False, "reason": "train.augment is true: every epoch draws new crops and flips"}
     assert not (CACHE / STORE).exists()
 
@@ -160,12 +160,12 @@ def test_killed_stage_resumes_to_the_same_store(dag, tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(teacher_cache, "_epoch_outputs", killed_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        cache_teachers(params, progress=False)
+        cache_teachers(params)
     assert not (CACHE / STORE).exists()  # nothing half-written where distill looks
     monkeypatch.setattr(teacher_cache, "_epoch_outputs", real)
     calls = []
     monkeypatch.setattr(teacher_cache, "_epoch_outputs", lambda *a: calls.append(1) or real(*a))
-    cache_teachers(params, progress=False)
+    cache_teachers(params)
     assert "resuming, 1 of 2 epochs" in capsys.readouterr().out and len(calls) == 1
     assert tree_digest(CACHE / STORE) == tree_digest(dag / CACHE / STORE)
 
@@ -179,13 +179,13 @@ def test_kd_alone_caches_logits_in_one_pass(dag, tmp_path, monkeypatch):
     passes = []
     real = teacher_cache._epoch_outputs
     monkeypatch.setattr(teacher_cache, "_epoch_outputs", lambda *a: passes.append(1) or real(*a))
-    summary = cache_teachers(params, progress=False)
+    summary = cache_teachers(params)
     assert summary["needs"] == {"image": []} and summary["map_epochs"] == 0 and len(passes) == 1
-    feed = feed_for(METHODS["kd"], params, load_teachers(params), torch.device("cpu"))
+    feed = feed_for("kd", params, torch.device("cpu"))
     order = epoch_order(params.train.seed, 1, 120)
     batch = feed(1, 0, order[:32])  # the second epoch's order is there although no pass ran for it
-    same = feed_for(METHODS["kd"], validate(tiny_params()), load_teachers(params), torch.device("cpu"))
+    same = feed_for("kd", validate(tiny_params()), torch.device("cpu"))
     assert same is not None  # identity does not depend on distill.methods
     full = teacher_cache.TeacherFeed(dag / CACHE / STORE, {"image": ()}, torch.device("cpu"))
     torch.testing.assert_close(batch.logits["image"], full(1, 0, order[:32]).logits["image"])
-    assert feed_for(METHODS["tgd"], params, load_teachers(params), torch.device("cpu")) is None
+    assert feed_for("tgd", params, torch.device("cpu")) is None

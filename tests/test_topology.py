@@ -1,5 +1,6 @@
-"""pipeline.topology: diagrams, the persim grid, engine ripser vs engine fast vs an independent
-ripser + persim implementation of the recipe, shapes, channel order, errors."""
+"""pipeline.topology, sequence recipe: diagrams, the persim grid, engine ripser vs engine fast vs an
+independent ripser + persim implementation of the recipe, shapes, channel order, the min_max floor,
+errors. (The cubical recipe: tests/test_cubical.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -12,8 +13,9 @@ from pipeline.errors import TopologyError
 from pipeline.topology import (ENGINES, Engine, image_sequences, make_grid, persistence_images,
                                signal_persistence_images)
 
+# the TGD recipe as published: no min_max floor (tested on its own below)
 IMAGE = dict(threshold=0.02, resolution=50, sigma=0.01, birth_range=(0.0, 0.3), pers_range=(0.0, 0.3),
-             orders=("row", "column"), normalize=True)
+             orders=("row", "column"), normalize=True, min_max=0.0)
 SIGNAL = dict(threshold=0.01, resolution=64, sigma=0.015, birth_range=(-1.0, 1.0), pers_range=(-1.0, 1.0),
               normalize=True)
 TOL = 1e-5
@@ -251,18 +253,36 @@ def test_sequences_layout():
     np.testing.assert_array_equal(s[1, 3], x[1, :, :, 1].T.ravel())
 
 
-def test_lists_empty_batch_and_parallel_blocks():
+def test_lists_defaults_and_empty_batch():
     rng = np.random.default_rng(5)
     x = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
     kw = dict(IMAGE, birth_range=[0.0, 0.3], pers_range=[0.0, 0.3], orders=["row", "column"])
-    serial = persistence_images(x, engine="fast", **kw)
-    assert np.array_equal(persistence_images(x, engine="fast", n_jobs=2, **kw), serial)
+    pis = persistence_images(x, engine="fast", **kw)
+    # omitted keys take the params schema's defaults: the TGD recipe with the min_max floor
+    np.testing.assert_array_equal(persistence_images(x, engine="fast", min_max=0.0), pis)
     assert persistence_images(x[:0], engine="fast", **kw).shape == (0, 6, 50, 50)
     assert signal_persistence_images(np.zeros((0, 10, 2), np.float32), engine="fast").shape == (0, 2, 64, 64)
     # float64 signals are rounded to float32, as ripser does anyway
     s = rng.uniform(-1, 1, (2, 30, 2))
     np.testing.assert_array_equal(signal_persistence_images(s, engine="fast"),
                                   signal_persistence_images(s.astype(np.float32), engine="fast"))
+
+
+@pytest.mark.parametrize("engine", ["ripser", "fast"])
+def test_min_max_floor_zeroes_only_near_empty_pis(engine):
+    # one row each: [0, 95, 0] has the single pair (0, 95/255 = 0.37), outside the [0, 0.3]
+    # window, so its PI holds only Gaussian tails; [0, 40, 0] has (0, 0.16), inside the window
+    x = np.array([[0, 95, 0], [0, 40, 0]], np.uint8)[:, None, :, None]      # (2, 1, 3, 1)
+    kw = dict(IMAGE, orders=("row",))
+    raw = persistence_images(x, engine=engine, **dict(kw, normalize=False))
+    assert 0 < raw[0].max() < 1e-8 < raw[1].max()
+    unfloored = persistence_images(x, engine=engine, **kw)
+    assert unfloored[0].max() == 1.0                     # rounding noise blown up to full brightness
+    floored = persistence_images(x, engine=engine, **dict(kw, min_max=1e-8))
+    assert not floored[0].any()
+    np.testing.assert_array_equal(floored[1], unfloored[1])
+    assert not persistence_images(x, engine=engine, **dict(kw, min_max=1e-8, normalize=False))[0].any()
+    assert persistence_images(x, engine=engine, **dict(kw, min_max=1e-14))[0].max() == 1.0  # 4.5e-14 passes
 
 
 # ----------------------------------------------------------------------------- (6) errors
@@ -283,18 +303,19 @@ def test_bad_images(bad, match):
         persistence_images(bad, engine="fast")
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(orders=("row", "diagonal")), "diagonal"),
-    (dict(orders=()), "at least one"),
-    (dict(resolution=0), "resolution"),
-    (dict(resolution=2.5), "resolution"),
-    (dict(sigma=0), "sigma"),
-    (dict(threshold=-1), "threshold"),
-    (dict(birth_range=(0.3, 0.0)), "birth_range"),
-    (dict(pers_range=(0.0,)), "pers_range"),
+@pytest.mark.parametrize("kw, match", [     # validated by the params schema, named as in params.yaml
+    (dict(orders=("row", "diagonal")), r"topology\.image\.orders\.1='diagonal'.*'row' or 'column'"),
+    (dict(orders=()), r"topology\.image\.orders.*non-empty"),
+    (dict(resolution=0), r"topology\.image\.resolution=0"),
+    (dict(resolution=2.5), r"topology\.image\.resolution=2\.5"),
+    (dict(sigma=0), r"topology\.image\.sigma=0"),
+    (dict(threshold=-1), r"topology\.image\.threshold=-1"),
+    (dict(birth_range=(0.3, 0.0)), r"topology\.image\.birth_range.*low < high"),
+    (dict(pers_range=(0.0,)), r"topology\.image\.pers_range"),
     (dict(pers_range=(0.0, 0.5)), "same width"),
-    (dict(normalize="yes"), "normalize"),
-    (dict(n_jobs=0), "n_jobs"),
+    (dict(normalize="maybe"), r"topology\.image\.normalize='maybe'"),
+    (dict(min_max=-1e-8), r"topology\.image\.min_max"),
+    (dict(n_jobs=2), r"topology\.image\.n_jobs: unknown key"),
 ])
 def test_bad_recipe(kw, match):
     with pytest.raises(TopologyError, match=match):
@@ -312,13 +333,18 @@ def test_bad_signals():
         signal_persistence_images(x, engine="fast")
 
 
+def test_bad_signal_recipe_is_named():
+    with pytest.raises(TopologyError, match=r"topology\.signal\.sigma=-1"):
+        signal_persistence_images(np.zeros((1, 10, 2), np.float32), engine="fast", sigma=-1)
+
+
 def test_non_finite_output_is_an_error(monkeypatch):
-    def nan_images(seqs, *, grid, threshold, normalize):
+    def nan_images(seqs, *, grid, threshold, normalize, min_max):
         out = np.zeros((len(seqs), grid.resolution, grid.resolution))
         out[-1, 0, 0] = np.nan
         return out
 
-    monkeypatch.setitem(ENGINES, "broken", Engine("broken", nan_images, lambda s: [], "test"))
+    monkeypatch.setitem(ENGINES, "broken", Engine("broken", nan_images, lambda s: [], None, None, "test"))
     with pytest.raises(TopologyError, match=r"'broken'.*NaN or inf.*samples \[1\]"):
         persistence_images(np.zeros((2, 4, 4, 1), np.uint8), engine="broken")
 

@@ -5,7 +5,7 @@ space-separated, 54 columns: timestamp, activityID, heart rate, then 17 columns 
 IMU (hand, chest, ankle): temperature, acc +-16 g (3), acc +-6 g (3), gyro (3), mag (3),
 orientation (4, invalid).
 
-Preprocessing (TPKD, REFERENCE.md section 4), per subject unless said otherwise:
+Preprocessing (TPKD; docs/datasets.md), per subject unless said otherwise:
  1. keep 40 channels: heart rate + 13 per IMU (orientation dropped);
  2. forward-fill NaNs of every channel (heart rate is sampled at ~9 Hz, other NaNs are
     dropped packets, so the last valid reading is the best estimate), back-fill leading ones;

@@ -8,24 +8,24 @@ feature term with alpha = 1 and no logit term: see docs/methods.md.)
 
 from __future__ import annotations
 
-from .base import LogitKDMixin, Method, register
+from .base import CEParams, LogitKDMixin, Method, NonNegative, register
 from .losses import similarity_maps, sp_loss
-from .teacher_outputs import teacher_outputs
+
+
+class SPParams(CEParams):
+    gamma: NonNegative  # similarity-map weight per group
 
 
 @register("sp")
 class SP(LogitKDMixin, Method):
     teacher_keys = ("image",)
+    inputs = ("x",)
+    params_model = SPParams
     cache_reads = ("gram",)
-
-    def __init__(self, student, teachers, cfg):
-        super().__init__(student, teachers, cfg)
-        self._read_kd_params()
-        self.gamma = self.param("gamma", 0.0)
 
     def forward(self, batch):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, fs = self.student(x)
-        _, g1 = teacher_outputs(self, batch, "image", "gram")
+        _, g1 = self.teacher_outputs("image", batch, "gram")
         sim = sp_loss(similarity_maps(fs), g1)
-        return zs, {"ce": self.ce(zs, y), "sim": self.gamma * sim}
+        return zs, {"ce": self.ce(zs, y), "sim": self.hparams.gamma * sim}

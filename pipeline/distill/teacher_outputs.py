@@ -4,15 +4,14 @@ A method needs, per teacher, the logits of the batch and, for the feature terms,
 per group: ``gram``, the raw similarity map G = F F^T (sp, tgd), or ``corr``, the batch
 correlation map (tpkd). Both depend on the whole batch, the logits only on each sample.
 
-``teacher_outputs(method, batch, key, kind)`` is the one place where methods get them: from the
-teacher cache when the training loop put a ``CachedTeachers`` into ``batch["teachers"]``
-(pipeline.teacher_cache, the ``teachers`` stage), otherwise by running the teacher on its input
-(``x`` for teacher 1 "image", ``pi`` for teacher 2 "topology").
+``Method.teacher_outputs(key, batch, kind)`` gets them: from the teacher cache when the training
+loop put a ``CachedTeachers`` into ``batch["teachers"]`` (pipeline.teacher_cache, the
+``teachers`` stage), otherwise by running the teacher (``Method.teacher``) on its input.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -20,7 +19,6 @@ from torch import Tensor
 from .losses import correlation_map, similarity_map
 
 MAP_KINDS = {"gram": similarity_map, "corr": correlation_map}
-TEACHER_INPUTS = {"image": "x", "topology": "pi"}
 
 
 def batch_maps(feats: Sequence[Tensor], kind: str) -> list[Tensor]:
@@ -41,15 +39,23 @@ class CachedTeachers:
             raise KeyError(f"the teacher cache holds no {kind or 'logits'} of teacher {key!r}")
         return self.logits[key], (self.maps[key][kind] if kind is not None else None)
 
+    def __getitem__(self, part: slice) -> "CachedTeachers":
+        """The outputs of samples `part` of the batch, as the loop slices every batch entry
+        (a whole-batch slice in a single process)."""
+        return CachedTeachers(
+            logits={k: v[part] for k, v in self.logits.items()},
+            maps={k: {kind: [m[part, part] for m in maps] for kind, maps in kinds.items()}
+                  for k, kinds in self.maps.items()})
 
-def teacher_outputs(method, batch: Mapping[str, object], key: str,
+
+def teacher_outputs(method, batch: Mapping[str, Any], key: str,
                     kind: str | None = None) -> tuple[Tensor, list[Tensor] | None]:
     """Teacher `key`'s logits and, when `kind` is "gram" or "corr", its per-group maps of this
     batch (None otherwise); from ``batch["teachers"]`` when present, else by running it."""
     cached = batch.get("teachers")
     if cached is not None:
         return cached.get(key, kind)
-    logits, feats = method.teacher(key, method.batch_item(batch, TEACHER_INPUTS[key]))
+    logits, feats = method.teacher(key, batch)
     if kind is None:
         return logits, None
     with torch.no_grad():

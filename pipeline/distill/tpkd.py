@@ -1,4 +1,4 @@
-"""tpkd: topological persistence guided KD (Jeon et al. 2024, sensor data), REFERENCE.md section 4.
+"""tpkd: topological persistence guided KD (Jeon et al. 2024, sensor data).
 
 L = (1 - lambda) CE(zs, y)
   + lambda T^2 [alpha KL(z1 || zs) + (1 - alpha) KL(z2 || zs)]
@@ -12,21 +12,22 @@ and its reasons are in docs/methods.md.
 
 from __future__ import annotations
 
-from .base import register
+from .base import NonNegative, register
 from .losses import correlation_map, sp_loss
-from .tgd import TwoTeacherMethod
+from .tgd import TwoTeacherMethod, TwoTeacherParams
+
+
+class TPKDParams(TwoTeacherParams):
+    beta: NonNegative  # orthogonal correlation weight
 
 
 @register("tpkd")
 class TPKD(TwoTeacherMethod):
+    params_model = TPKDParams
     maps = "corr"
     cache_reads = ("logits", "corr")
-
-    def __init__(self, student, teachers, cfg):
-        super().__init__(student, teachers, cfg)
-        self.beta = self.param("beta", 0.0)
 
     def forward(self, batch):
         zs, fs, merged, ce, kd = self.run_all(batch)
         orth = sp_loss([correlation_map(f) for f in fs], merged)  # = losses.orth_loss
-        return zs, {"ce": ce, "kd": kd, "orth": self.beta * orth}
+        return zs, {"ce": ce, "kd": kd, "orth": self.hparams.beta * orth}

@@ -22,8 +22,7 @@ from pipeline.errors import ParamsError
 from .resnet import CifarResNet
 from .wrn import WideResNet
 
-__all__ = ["MODELS", "ModelFamily", "register_family", "build_model", "count_parameters",
-           "WideResNet", "CifarResNet"]
+__all__ = ["MODELS", "ModelFamily", "register_family", "build_model", "WideResNet", "CifarResNet"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,3 @@ def build_model(name: str, in_channels: int, num_classes: int, dims: int = 2) ->
             return family.build(match, in_channels, num_classes, dims)
     raise _bad(name, "unknown model")
 
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all, or only those with requires_grad); buffers are not counted."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,63 +1,57 @@
-"""Persistence images of images (TGD recipe) and of sensor windows (TPKD recipe).
+"""Persistence images of images (TGD and cubical recipes) and of sensor windows (TPKD recipe).
 
-Recipe (REFERENCE.md sections 1 and 4; docs/topology.md): every channel of a sample is read as a
-1-D sequence (images: pixels / 255, raster order and, for "column", the transposed channel's
-raster order; signals: the channel's values); H0 diagram of the lower-star filtration of the path
-graph on it; drop the infinite bar, lifetimes <= 1e-3, keep lifetimes > threshold; persim
-PersistenceImager image with Gaussian sd sigma and weight persistence / (largest persistence of
-the diagram), indexed [birth bin, persistence bin]; each image divided by its max when > 0.
+Images (docs/topology.md): per filtration of ``filtrations`` (``filtrations.FILTRATIONS``), each
+channel / 255 gives diagrams (``sequence``: H0 of a pixel sequence per order; ``cubical``: H0 and
+H1 of the 2-D cubical complex); drop the infinite bar, lifetimes <= 1e-3, keep lifetimes >
+threshold; persim PersistenceImager image with Gaussian sd sigma and weight persistence / (largest
+persistence of the diagram), indexed [birth bin, persistence bin]; an image whose raw maximum is
+below ``min_max`` is stored as zeros, any other is divided by its max when ``normalize``.
+Signals: the sequence recipe on each channel's values.
 
-Engines (``ENGINES``): ``ripser`` (ripser + persim, the reference) and ``fast`` (numba, same
-output to ~1e-12). The math only: the topology stage (pipeline.topology_job) runs it on shards.
+Engines (``ENGINES``): ``ripser`` (the reference: ripser or gudhi, + persim) and ``fast`` (numba,
+the same output to ~1e-10). Recipes are validated by the params schema (``pipeline.params``), the
+one copy of each rule. The math only: the topology stage (pipeline.topology_job) runs it on shards.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from pipeline.errors import TopologyError
-from pipeline.topology import fast as _fast
-from pipeline.topology import reference as _reference
-from pipeline.topology.grid import Grid, check_threshold, clean, make_grid
+from pipeline.errors import ParamsError, TopologyError
+from pipeline.topology.engines import ENGINES, Engine, get_engine
+from pipeline.topology.filtrations import FILTRATIONS, channel_labels, image_sequences
+from pipeline.topology.grid import Grid, clean, make_grid
 
-__all__ = ["ENGINES", "Engine", "get_engine", "persistence_images", "signal_persistence_images",
-           "image_sequences", "signal_sequences", "Grid", "make_grid", "clean"]
-
-ORDERS = ("row", "column")
-
-
-@dataclass(frozen=True)
-class Engine:
-    """An engine: ``images(seqs, grid=, threshold=, normalize=) -> (M, R, R)`` for M sequences
-    (rows of a uint8 or float array), and ``diagrams(seqs) -> [ (k, 2) finite (birth, death) ]``."""
-
-    name: str
-    images: Callable[..., np.ndarray]
-    diagrams: Callable[[np.ndarray], list]
-    description: str
+__all__ = ["ENGINES", "Engine", "get_engine", "FILTRATIONS", "IMAGE_RECIPE", "SIGNAL_RECIPE", "persistence_images", "signal_persistence_images",
+           "channel_labels", "image_sequences", "signal_sequences", "Grid",
+           "make_grid", "clean"]
 
 
-ENGINES: dict[str, Engine] = {
-    "ripser": Engine("ripser", _reference.images, _reference.diagrams,
-                     "reference: ripser (sparse lower-star distance matrix) + persim PersistenceImager"),
-    "fast": Engine("fast", _fast.images, _fast.diagrams,
-                   "numba: path union-find diagrams + tabulated Gaussian-CDF rows and one dgemm per image"),
-}
+# The published recipes (TGD for images, TPKD for signals): what a direct caller of the functions
+# below gets for a key it leaves out. The pipeline passes every key from params.yaml, whose
+# topology.image / topology.signal sections are tested equal to these.
+IMAGE_RECIPE: dict[str, Any] = {
+    "filtrations": ["sequence"], "threshold": 0.02, "resolution": 50, "sigma": 0.01,
+    "birth_range": [0.0, 0.3], "pers_range": [0.0, 0.3], "orders": ["row", "column"],
+    "cubical_range": [0.0, 1.0], "normalize": True, "min_max": 1e-8}
+SIGNAL_RECIPE: dict[str, Any] = {
+    "threshold": 0.01, "resolution": 64, "sigma": 0.015, "birth_range": [-1.0, 1.0],
+    "pers_range": [-1.0, 1.0], "normalize": True}
 
 
-def get_engine(engine) -> Engine:
-    if isinstance(engine, Engine):
-        return engine
-    if not isinstance(engine, str) or engine not in ENGINES:
-        raise TopologyError(f"unknown topology engine {engine!r} (topology.engine); "
-                            f"known engines: {', '.join(sorted(ENGINES))}")
-    return ENGINES[engine]
+def _validated(modality: str, recipe: Mapping[str, Any], caller: str) -> dict[str, Any]:
+    """The recipe checked by the params schema (topology.<modality>), missing keys taken from
+    the published recipe."""
+    from pipeline.params import ImageRecipe, SignalRecipe, validate_section
 
+    model, defaults = (ImageRecipe, IMAGE_RECIPE) if modality == "image" else (SignalRecipe, SIGNAL_RECIPE)
+    try:
+        recipe = validate_section(model, {**defaults, **recipe}, caller, ("topology", modality))
+    except ParamsError as error:
+        raise TopologyError(str(error)) from None
+    return recipe.model_dump()
 
-# --------------------------------------------------------------------------- inputs
 
 def _describe(x) -> str:
     if isinstance(x, np.ndarray):
@@ -65,73 +59,12 @@ def _describe(x) -> str:
     return f"type {type(x).__name__}"
 
 
-def _check_orders(orders) -> tuple[str, ...]:
-    if isinstance(orders, str):
-        orders = (orders,)
-    try:
-        orders = tuple(orders)
-    except TypeError:
-        raise TopologyError(f"orders must be a list of {list(ORDERS)}, got {orders!r}") from None
-    if not orders:
-        raise TopologyError("orders must name at least one pixel order (row, column)")
-    bad = [o for o in orders if o not in ORDERS]
-    if bad:
-        raise TopologyError(f"unknown pixel order(s) {bad} in orders; known: {list(ORDERS)}")
-    return orders
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TopologyError(f"{name} must be true or false, got {value!r}")
-    return bool(value)
-
-
-def _check_n_jobs(n_jobs) -> int:
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
-        raise TopologyError(f"n_jobs must be a non-zero integer (-1 = all cores), got {n_jobs!r}")
-    return int(n_jobs)
-
-
-def image_sequences(images: np.ndarray, orders: Sequence[str] = ORDERS) -> np.ndarray:
-    """(N, H, W, C) -> (N, len(orders) * C, H * W) pixel sequences, channel order
-    [c0 row, c1 row, ..., c0 column, ...]; "column" is the raster order of the transposed channel."""
-    n, h, w, c = images.shape
-    parts = []
-    for o in orders:
-        if o == "row":
-            parts.append(images.transpose(0, 3, 1, 2).reshape(n, c, h * w))
-        else:
-            parts.append(images.transpose(0, 3, 2, 1).reshape(n, c, w * h))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1))
-
-
 def signal_sequences(signals: np.ndarray) -> np.ndarray:
     """(N, L, C) -> (N, C, L): one sequence per channel."""
     return np.ascontiguousarray(signals.transpose(0, 2, 1))
 
 
-# --------------------------------------------------------------------------- driver
-
-def _compute(eng: Engine, seqs: np.ndarray, grid: Grid, threshold: float, normalize: bool) -> np.ndarray:
-    n, k, length = seqs.shape
-    pis = eng.images(seqs.reshape(n * k, length), grid=grid, threshold=threshold, normalize=normalize)
-    return np.asarray(pis, dtype=np.float32).reshape(n, k, grid.resolution, grid.resolution)
-
-
-def _run(eng: Engine, seqs: np.ndarray, grid: Grid, threshold: float, normalize: bool,
-         n_jobs: int, what: str) -> np.ndarray:
-    n = seqs.shape[0]
-    workers = n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
-    if workers == 1 or n < 2:
-        out = _compute(eng, seqs, grid, threshold, normalize)
-    else:
-        import joblib
-
-        blocks = np.array_split(np.arange(n), min(n, 4 * workers))
-        parts = joblib.Parallel(n_jobs=workers)(
-            joblib.delayed(_compute)(eng, seqs[b[0]:b[-1] + 1], grid, threshold, normalize)
-            for b in blocks if len(b))
-        out = np.concatenate(parts, axis=0)
+def _finite(out: np.ndarray, eng: Engine, what: str) -> np.ndarray:
     bad = ~np.isfinite(out)
     if bad.any():
         samples = np.unique(np.nonzero(bad)[0])
@@ -140,35 +73,31 @@ def _run(eng: Engine, seqs: np.ndarray, grid: Grid, threshold: float, normalize:
     return out
 
 
-def persistence_images(images, *, engine="ripser", threshold=0.02, resolution=50, sigma=0.01,
-                       birth_range=(0.0, 0.3), pers_range=(0.0, 0.3), orders=("row", "column"),
-                       normalize=True, n_jobs=1) -> np.ndarray:
-    """uint8 images (N, H, W, C) -> float32 PIs (N, len(orders) * C, R, R).
+def persistence_images(images, *, engine="ripser", **recipe) -> np.ndarray:
+    """uint8 images (N, H, W, C) -> float32 PIs (N, K, R, R), one block of channels per filtration.
 
-    Channel order [c0 row, c1 row, ..., c0 column, c1 column, ...]; each PI indexed
+    ``recipe``: the ``topology.image`` keys of params.yaml (filtrations, threshold, resolution,
+    sigma, birth_range, pers_range, orders, cubical_range, normalize, min_max); missing keys take
+    the published recipe's values (``IMAGE_RECIPE``). K = C * (2 per sequence order, or 2 for cubical H0 and H1) summed
+    over the filtrations; ``channel_labels(recipe, C)`` names them. Each PI is indexed
     [birth bin, persistence bin] as persim's PersistenceImager.transform returns it.
-    n_jobs: joblib processes over blocks of samples (1 = serial).
     """
     eng = get_engine(engine)
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise TopologyError(f"persistence_images needs a uint8 array of shape (N, H, W, C), got {_describe(images)}")
     if min(images.shape[1:]) < 1:
         raise TopologyError(f"persistence_images needs images with H, W, C >= 1, got shape {images.shape}")
-    orders = _check_orders(orders)
-    grid = make_grid(birth_range, pers_range, resolution, sigma)
-    threshold = check_threshold(threshold)
-    normalize = _check_bool(normalize, "normalize")
-    n_jobs = _check_n_jobs(n_jobs)
-    seqs = image_sequences(images, orders)
-    return _run(eng, seqs, grid, threshold, normalize, n_jobs, "persistence_images")
+    full = _validated("image", recipe, "persistence_images")
+    blocks = [FILTRATIONS[name].compute(eng, images, full) for name in full["filtrations"]]
+    out = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+    return _finite(out, eng, "persistence_images")
 
 
-def signal_persistence_images(signals, *, engine="ripser", threshold=0.01, resolution=64, sigma=0.015,
-                              birth_range=(-1.0, 1.0), pers_range=(-1.0, 1.0), normalize=True,
-                              n_jobs=1) -> np.ndarray:
+def signal_persistence_images(signals, *, engine="ripser", **recipe) -> np.ndarray:
     """float signals (N, L, C) (already scaled by prepare) -> float32 PIs (N, C, R, R), one per channel.
 
-    Values are taken as float32 (ripser computes in float32; float64 input is rounded to it).
+    ``recipe``: the ``topology.signal`` keys of params.yaml. Values are taken as float32 (ripser
+    computes in float32; float64 input is rounded to it).
     """
     eng = get_engine(engine)
     if not isinstance(signals, np.ndarray) or signals.ndim != 3 or not np.issubdtype(signals.dtype, np.floating):
@@ -181,8 +110,11 @@ def signal_persistence_images(signals, *, engine="ripser", threshold=0.01, resol
     if not finite.all():
         raise TopologyError(f"signal_persistence_images: NaN or inf in samples "
                             f"{np.nonzero(~finite)[0][:10].tolist()} of the input")
-    grid = make_grid(birth_range, pers_range, resolution, sigma)
-    threshold = check_threshold(threshold)
-    normalize = _check_bool(normalize, "normalize")
-    n_jobs = _check_n_jobs(n_jobs)
-    return _run(eng, signal_sequences(x), grid, threshold, normalize, n_jobs, "signal_persistence_images")
+    full = _validated("signal", recipe, "signal_persistence_images")
+    grid = make_grid(full["birth_range"], full["pers_range"], full["resolution"], full["sigma"])
+    seqs = signal_sequences(x)
+    n, k, length = seqs.shape
+    pis = eng.images(seqs.reshape(n * k, length), grid=grid, threshold=full["threshold"],
+                     normalize=full["normalize"], min_max=0.0)
+    out = np.asarray(pis, dtype=np.float32).reshape(n, k, grid.resolution, grid.resolution)
+    return _finite(out, eng, "signal_persistence_images")

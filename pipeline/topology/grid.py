@@ -104,19 +104,23 @@ def make_grid(birth_range, pers_range, resolution, sigma) -> Grid:
     return Grid(birth_range=b, pers_range=p, pixel_size=pixel, resolution=resolution, sigma=sigma)
 
 
-def check_threshold(threshold) -> float:
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError):
-        raise TopologyError(f"threshold must be a number >= 0, got {threshold!r}") from None
-    if not (math.isfinite(t) and t >= 0):
-        raise TopologyError(f"threshold must be a number >= 0, got {threshold!r}")
-    return t
-
-
 def uint8_levels() -> np.ndarray:
     """Value of pixel level k as ripser sees it: float64(float32(k / 255)) (ripser computes in float32)."""
     return (np.arange(256, dtype=np.float64) / 255.0).astype(np.float32).astype(np.float64)
+
+
+def unit_levels() -> np.ndarray:
+    """Value of pixel level k as gudhi sees it: k / 255 in float64 (the cubical recipe)."""
+    return np.arange(256, dtype=np.float64) / 255.0
+
+
+def floored(pi: np.ndarray, normalize: bool, min_max: float) -> np.ndarray:
+    """Recipe steps 5-6: all zeros when the raw maximum is below min_max (the floor: such an image
+    holds only Gaussian tails of points outside the window), else divided by its max if asked."""
+    mx = pi.max() if pi.size else 0.0
+    if mx < min_max:
+        return np.zeros_like(pi)
+    return pi / mx if normalize and mx > 0 else pi
 
 
 def clean(dgm: np.ndarray, threshold: float) -> np.ndarray:

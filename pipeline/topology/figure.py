@@ -1,0 +1,101 @@
+"""The figure of the topology stage: a few test samples beside their persistence images.
+
+One row per sample (the first test sample of each of the first classes), the raw input on the
+left, then every PI channel of the recipe in storage order, titled by channel, filtration and
+homology dimension. PIs are drawn with birth on x and persistence on y (origin lower left), each
+on its own colour scale (they are max-normalised), over the recipe's window.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import TopologyError
+from pipeline.store import open_split, split_path
+from pipeline.topology.filtrations import channel_labels
+
+CELL_INCHES = 1.55
+
+
+def pick_samples(labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first sample of each class, in class order, at most n."""
+    _, first = np.unique(labels, return_index=True)   # classes in sorted order
+    return first[:n]
+
+
+def _extent(label: str, recipe: dict) -> list[float]:
+    lo_hi = ((recipe["cubical_range"], recipe["cubical_range"]) if "cubical" in label
+             else (recipe["birth_range"], recipe["pers_range"]))
+    return [*lo_hi[0], *lo_hi[1]]
+
+
+def _window(label: str, recipe: dict) -> str:
+    x0, x1, y0, y1 = _extent(label, recipe)
+    kind = "cubical" if "cubical" in label else "sequence"
+    return f"{kind} [{x0:g}, {x1:g}] x [{y0:g}, {y1:g}]"
+
+
+def _draw_input(ax, sample: np.ndarray, modality: str) -> None:
+    if modality == "image":
+        shown = sample[..., 0] if sample.shape[-1] != 3 else sample
+        ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.plot(sample, linewidth=0.7)
+        ax.tick_params(labelsize=6)
+
+
+def draw(samples: np.ndarray, pis: np.ndarray, titles: list[str], row_names: list[str],
+         recipe: dict, modality: str, path: str | Path) -> Path:
+    """Write the figure (PNG) of samples (n, ...) and their PIs (n, K, R, R); returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n, k = pis.shape[:2]
+    height = CELL_INCHES * n + 0.6
+    fig = Figure(figsize=(CELL_INCHES * (k + 1), height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, k + 1, squeeze=False)
+    for row in range(n):
+        _draw_input(axes[row, 0], samples[row], modality)
+        axes[row, 0].set_ylabel(row_names[row], fontsize=8)
+        for col in range(k):
+            ax = axes[row, col + 1]
+            pi = pis[row, col]
+            ax.imshow(pi.T, origin="lower", cmap="magma", vmin=0, vmax=pi.max() or 1.0,
+                      extent=_extent(titles[col], recipe), aspect="auto", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(titles[col].replace(", ", "\n"), fontsize=8)
+    axes[0, 0].set_title("input", fontsize=8)
+    windows = sorted({_window(t, recipe) for t in titles})
+    black = "empty, or below the min_max floor" if modality == "image" else "empty"
+    fig.suptitle(f"Persistence images of test samples. x: birth, y: persistence over {', '.join(windows)}\n"
+                 f"each PI on its own colour scale; all black: {black}", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def draw_from_stores(prepared_dir, topology_dir, path: str | Path, n: int = 4) -> Path:
+    """The figure of the first test sample of each of the first n classes, read from the stage's
+    stores (the PIs as stored; nothing is recomputed)."""
+    raw = open_split(split_path(prepared_dir, "test"))
+    topo = open_split(split_path(topology_dir, "test"))
+    rows = pick_samples(np.asarray(raw["y"][...]), n)
+    samples = np.stack([raw["x"][int(i)] for i in rows])
+    pis = np.stack([topo["pis"][int(i)] for i in rows])
+    attrs = dict(topo.attrs)
+    recipe, modality = attrs["recipe"], attrs["modality"]
+    titles = channel_labels(recipe, samples.shape[-1], modality)
+    if len(titles) != pis.shape[1]:
+        raise TopologyError(f"{split_path(topology_dir, 'test')}: {pis.shape[1]} PI channels, but its recipe "
+                            f"{recipe} names {len(titles)}")
+    classes = attrs.get("classes") or []
+    labels = np.asarray(raw["y"][...])[rows]
+    row_names = [f"{classes[y] if y < len(classes) else y} (#{i})" for y, i in zip(labels, rows)]
+    return draw(samples, pis, titles, row_names, recipe, modality, path)

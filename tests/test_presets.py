@@ -1,0 +1,53 @@
+"""presets/balanced-teachers.yaml: overrides of real keys, the command in its header applies
+exactly them, and the weights docs/methods.md gives for it follow from the loss."""
+import re
+
+import pytest
+import torch
+import yaml
+
+from pipeline.distill.losses import kd_kl
+from pipeline.params import validate
+from tests.conftest import REPO
+
+PRESET = REPO / "presets" / "balanced-teachers.yaml"
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+def test_overrides_only_real_keys_and_the_merge_validates():
+    overrides = yaml.safe_load(PRESET.read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert _flat(overrides) == {"distill.alpha": 0.7, "distill.kl_reduction": "batchmean"}
+    assert set(_flat(overrides)) <= set(_flat(params))
+    for section, values in overrides.items():
+        params[section].update(values)
+    merged = validate(params, str(PRESET))
+    assert merged.distill.alpha == 0.7
+
+
+def test_header_command_sets_exactly_the_overrides():
+    header = PRESET.read_text()
+    command = next(line for line in header.splitlines() if "dvc exp run" in line)
+    sets = dict(pair.split("=", 1) for pair in re.findall(r"-S (\S+)", command))
+    assert {k: yaml.safe_load(v) for k, v in sets.items()} == _flat(yaml.safe_load(header))
+
+
+@pytest.mark.parametrize("alpha, reduction, w1, w2", [(0.99, "mean", 1.4256, 0.0144),
+                                                      (0.7, "batchmean", 10.08, 4.32)])
+def test_documented_weights_on_each_teachers_batchmean_kl(alpha, reduction, w1, w2):
+    # tgd's KD term is lambda T^2 [alpha KL(z1) + (1 - alpha) KL(z2)] with KL in `reduction`;
+    # against the batch-mean KL that is a factor lambda T^2 alpha * KL_reduction / KL_batchmean.
+    lam, temperature = 0.9, 4.0
+    generator = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(8, 10, generator=generator), torch.randn(8, 10, generator=generator)
+    ratio = (kd_kl(zs, zt, temperature, reduction) / kd_kl(zs, zt, temperature, "batchmean")).item()
+    assert lam * temperature ** 2 * alpha * ratio == pytest.approx(w1, rel=1e-6)
+    assert lam * temperature ** 2 * (1 - alpha) * ratio == pytest.approx(w2, rel=1e-6)
+    text = (REPO / "docs" / "methods.md").read_text()
+    assert f"= {w2:g}" in text and (f"= {w1:g}" in text)
