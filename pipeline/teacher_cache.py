@@ -352,8 +352,8 @@ def _unusable(cache_dir: Path, method: Any, train: TrainParams, modality: str,
 def _identity(params: Params) -> str:
     """This run's cache identity: the teachers' checkpoints (their fingerprints), the inputs,
     and the batches."""
-    teacher_ids = {kind: read_checkpoint(layout.model_dir(f"teacher_{kind}") / "last.pt")["meta"].get("fingerprint")
-                   for kind in TEACHER_INPUTS}
+    teacher_ids = {kind: read_checkpoint(layout.model_dir(f"teacher_{kind}") / "last.pt")["meta"]
+                   .get("fingerprint") for kind in TEACHER_INPUTS}
     return cache_identity(params.train, teacher_ids,
                           {key: input_identity(store) for key, store in STORES.items()})
 
