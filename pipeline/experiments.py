@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.report import METRICS
+from pipeline.layout import EVALUATE_METRICS as METRICS
 
 MODEL_ORDER = ["teacher_image", "teacher_topology", "scratch", "kd", "sp", "tgd", "tpkd"]
 _METRIC = re.compile(r"^(?P<model>.+?)_(?P<what>acc|top5|ece|params|noise(?P<std>[0-9.]+)_acc)$")

@@ -169,6 +169,7 @@ class EvaluateParams(_Section):
     noise_std: list[float] = [0.0, 0.05, 0.1, 0.2, 0.3]
     ece_bins: int = Field(15, gt=0)
     latency_repeats: int = Field(20, gt=0)
+    latency_batch: int = Field(64, gt=0)
 
     @field_validator("noise_std")
     @classmethod
@@ -178,6 +179,14 @@ class EvaluateParams(_Section):
         return value
 
 
+class ExportParams(_Section):
+    teachers: bool = False
+    opset: int = Field(17, ge=7)
+    max_abs_diff: float = Field(1e-3, gt=0.0)
+    min_top1_agreement: float = Field(100.0, ge=0.0, le=100.0)
+    batch_size: int = Field(256, gt=0)
+
+
 class Params(_Section):
     data: DataParams = DataParams()
     topology: TopologyParams = TopologyParams()
@@ -185,6 +194,7 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     distill: DistillParams = DistillParams()
     evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
 
 
 def _one_line(error: ValidationError, source: str) -> str:
