@@ -24,16 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_calibration_error,
-    multiclass_confusion_matrix,
-)
-# The binning behind torchmetrics' calibration error, so that a reliability diagram draws the
-# very bins the ECE sums (torchmetrics has no public function for the per-bin values).
-from torchmetrics.functional.classification.calibration_error import _binning_bucketize
 
 Transform = Callable[[Tensor], Tensor]
+
+
+def _torchmetrics():
+    """torchmetrics' classification functions, imported on first use: importing torchmetrics
+    loads torchvision too (seconds), which the export stage, a user of `predict`, never needs."""
+    from torchmetrics.functional import classification
+
+    return classification
 
 
 def logits_of(output: Any) -> Tensor:
@@ -90,20 +90,20 @@ def topk_accuracy(logits: Tensor, y: Tensor, k: int = 1) -> float:
     _check(logits, y)
     if not 1 <= k <= logits.shape[1]:
         raise ValueError(f"k must lie in [1, {logits.shape[1]}] (number of classes); got {k}")
-    return 100.0 * multiclass_accuracy(logits, y, logits.shape[1], top_k=k, average="micro").item()
+    return 100.0 * _torchmetrics().multiclass_accuracy(logits, y, logits.shape[1], top_k=k, average="micro").item()
 
 
 def confusion_matrix(logits: Tensor, y: Tensor, num_classes: int) -> np.ndarray:
     """(num_classes, num_classes) int64 counts: rows = true label, columns = predicted label."""
     _check(logits, y, num_classes)
-    return multiclass_confusion_matrix(logits, y, num_classes).numpy().astype(np.int64)
+    return _torchmetrics().multiclass_confusion_matrix(logits, y, num_classes).numpy().astype(np.int64)
 
 
 def per_class_accuracy(logits: Tensor, y: Tensor, num_classes: int) -> list[float | None]:
     """Accuracy (recall) in percent of each true class; ``None`` for a class without samples
     (torchmetrics reports 0 there, which would read as a class never recognised)."""
     _check(logits, y, num_classes)
-    recall = multiclass_accuracy(logits, y, num_classes, average=None)
+    recall = _torchmetrics().multiclass_accuracy(logits, y, num_classes, average=None)
     support = torch.bincount(y, minlength=num_classes)
     return [100.0 * float(r) if n else None for r, n in zip(recall, support)]
 
@@ -115,7 +115,7 @@ def calibration_error(logits: Tensor, y: Tensor, n_bins: int = 15) -> float:
     _check(logits, y)
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1; got {n_bins}")
-    return float(multiclass_calibration_error(logits.double(), y, logits.shape[1], n_bins=n_bins))
+    return float(_torchmetrics().multiclass_calibration_error(logits.double(), y, logits.shape[1], n_bins=n_bins))
 
 
 def reliability_bins(logits: Tensor, y: Tensor, n_bins: int = 15) -> dict[str, list]:
@@ -127,6 +127,9 @@ def reliability_bins(logits: Tensor, y: Tensor, n_bins: int = 15) -> dict[str, l
     calibration error, except when some confidence is exactly 1.0: torchmetrics keeps those in
     a bin of their own, which a diagram has no room for.
     """
+    # the binning behind torchmetrics' calibration error (no public function gives the bins)
+    from torchmetrics.functional.classification.calibration_error import _binning_bucketize
+
     _check(logits, y)
     confidence, predicted = torch.softmax(logits.double(), dim=1).max(dim=1)
     edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
