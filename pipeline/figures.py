@@ -95,27 +95,26 @@ def plot_confusions(confusions: Mapping[str, Any], classes: Sequence[str], path:
                     ax.text(c, r, str(n), ha="center", va="center", fontsize=5,
                             color="white" if share[r, c] > 0.5 else "black")
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.colorbar(image, ax=figure.axes, shrink=0.6, label="share of the true class")
+    figure.tight_layout(rect=(0, 0, 0.93, 1))  # room for the colour bar on the right
+    figure.colorbar(image, cax=figure.add_axes((0.945, 0.2, 0.012, 0.6)), label="share of the true class")
     return _save(figure, path)
 
 
 def plot_reliability(bins: Mapping[str, Mapping[str, list]], eces: Mapping[str, float],
                      path: str | Path, title: str) -> Path:
-    """One reliability diagram per model: accuracy per confidence bin against the diagonal,
-    the gap to the bin's mean confidence in red, the ECE in the panel title."""
+    """One reliability diagram per model: the accuracy of each confidence bin (bars) and its
+    mean confidence (red ticks) against the diagonal; the ECE in the panel title."""
     rows, columns = _grid(len(bins))
     figure = _figure(3.0 * columns, 3.0 * rows + 0.5)
     for i, (name, b) in enumerate(bins.items()):
         ax = figure.add_subplot(rows, columns, i + 1)
         edges = np.asarray(b["edges"])
         full = [j for j, n in enumerate(b["count"]) if n]
-        left, width = edges[full], np.diff(edges)[full]
-        acc = np.array([b["accuracy"][j] for j in full])
-        conf = np.array([b["confidence"][j] for j in full])
-        ax.bar(left, acc, width=width, align="edge", edgecolor="black", color="tab:blue", label="accuracy")
-        ax.bar(left, conf - acc, bottom=acc, width=width, align="edge", color="tab:red",
-               alpha=0.3, label="gap to confidence")
+        left, right = edges[full], edges[[j + 1 for j in full]]
+        ax.bar(left, [b["accuracy"][j] for j in full], width=right - left, align="edge",
+               edgecolor="black", linewidth=0.5, color="tab:blue", label="accuracy")
+        ax.hlines([b["confidence"][j] for j in full], left, right, colors="tab:red", linewidth=2,
+                  label="mean confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1)
         ax.set(xlim=(0, 1), ylim=(0, 1))
         ax.set_title(f"{name} (ECE {eces[name]:.3f})", fontsize=9)
@@ -127,8 +126,10 @@ def plot_reliability(bins: Mapping[str, Mapping[str, list]], eces: Mapping[str, 
     return _save(figure, path)
 
 
-def plot_students(results: Sequence[Mapping[str, Any]], path: str | Path, title: str) -> Path:
-    """Bars per student: test accuracy clean and under each noise level (left), ECE (right)."""
+def plot_students(results: Sequence[Mapping[str, Any]], path: str | Path, title: str,
+                  chance: float | None = None) -> Path:
+    """Bars per student: test accuracy clean and under each noise level (left, with the chance
+    level dashed), ECE (right)."""
     names = [r["model"] for r in results]
     stds = sorted({s for r in results for s in r.get("noise_acc", {}) if float(s) > 0}, key=float)
     conditions = [("clean", lambda r: r["acc"])] + [
@@ -140,9 +141,12 @@ def plot_students(results: Sequence[Mapping[str, Any]], path: str | Path, title:
     for k, (label, value) in enumerate(conditions):
         heights = [value(r) for r in results]
         left.bar(x + (k - (len(conditions) - 1) / 2) * width, heights, width, label=label)
+    if chance is not None:
+        left.axhline(chance, color="black", linestyle="--", linewidth=0.8, label=f"chance ({chance:.0f} %)")
     left.set_xticks(x, names)
     left.set(ylim=(0, 100), ylabel="test accuracy (%)", xlabel="student")
-    left.legend(fontsize=7, ncol=2, title="input", title_fontsize=7)
+    left.legend(fontsize=7, ncol=len(conditions) + 1, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                frameon=False)
     right = figure.add_subplot(1, 3, 3)
     right.bar(x, [r["ece"] for r in results], 0.6, color="tab:gray")
     right.set_xticks(x, names, rotation=45)
