@@ -157,7 +157,7 @@ def warnings_in_words(results: list[dict[str, Any]], methods: list[str]) -> list
 def _table(results: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """A markdown table of `results`; columns (key, header, format); `–` where absent."""
     rows = [[r.get(key) for key, _, _ in columns] for r in results]
-    return tabulate(rows, headers=[h for _, h, _ in columns], tablefmt="github",
+    return tabulate(rows, headers=[h for _, h, _ in columns], tablefmt="pipe",
                     floatfmt=[f for _, _, f in columns], intfmt=",", missingval="–")
 
 
@@ -181,7 +181,7 @@ def deployment_table(results: list[dict[str, Any]], batch: int) -> str:
     return _table(rows, [("model", "model", ""), ("torch_b1_ms", "PyTorch ms, batch 1, 1 thread", ".3f"),
                          ("onnx_b1_ms", "ONNX ms, batch 1, 1 thread", ".3f"),
                          ("onnx_b64_ms", f"ONNX ms, batch {batch}, all cores", ".2f"),
-                         ("onnx_kib", "ONNX KiB", ".1f"), ("onnx_max_abs_logit_diff", "max |Δ logit|", ".2e"),
+                         ("onnx_kib", "ONNX KiB", ".1f"), ("onnx_max_abs_logit_diff", "max abs. logit diff.", ".2e"),
                          ("onnx_top1_agreement", "top-1 agreement %", ".2f")])
 
 
