@@ -226,6 +226,7 @@ class EvaluateParams(Section):
     noise_std: list[float]
     ece_bins: int = Field(gt=0)
     latency_repeats: int = Field(gt=0)
+    latency_batch: int = Field(gt=0)
 
     @field_validator("noise_std")
     @classmethod
@@ -233,6 +234,14 @@ class EvaluateParams(Section):
         if any(s < 0 for s in value):
             raise ValueError(f"noise standard deviations must be >= 0, got {value}")
         return value
+
+
+class ExportParams(Section):
+    teachers: bool
+    opset: int = Field(ge=7)
+    max_abs_diff: float = Field(gt=0.0)
+    min_top1_agreement: float = Field(ge=0.0, le=100.0)
+    batch_size: int = Field(gt=0)
 
 
 class Params(Section):
@@ -244,6 +253,7 @@ class Params(Section):
     train: TrainParams
     distill: DistillBase
     evaluate: EvaluateParams
+    export: ExportParams
 
 
 def method_fields(methods: dict[str, type]) -> dict[str, tuple[Any, Any]]:

@@ -37,7 +37,9 @@ TINY_PARAMS = {
                 "alpha": 0.7, "gamma": 1000.0, "beta": 200.0, "anneal": True,
                 "kl_reduction": "batchmean"},
     "evaluate": {"checkpoint": "last", "batch_size": 256, "noise_std": [0.0, 0.2], "ece_bins": 15,
-                 "latency_repeats": 2},
+                 "latency_repeats": 2, "latency_batch": 16},
+    "export": {"teachers": False, "opset": 17, "max_abs_diff": 0.001, "min_top1_agreement": 100.0,
+               "batch_size": 256},
 }
 
 

@@ -14,7 +14,7 @@ from tests.conftest import REPO, tiny_params
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("dvc") is None and not Path(sys.executable).with_name("dvc").exists(),
                                  reason="dvc is not installed")]
-PROJECT_FILES = ["pipeline", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["pipeline", "stages", "dvc.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 
 
 def sh(cwd: Path, *args: str) -> str:
@@ -50,10 +50,19 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "method_params", "distill@kd", "distill@tgd", "evaluate"):
+                  "train_student", "method_params", "distill@kd", "distill@tgd", "export", "evaluate"):
         assert f"Running stage '{stage}'" in first
     metrics = json.loads((project / "data/metrics/evaluate.json").read_text())
     assert {"tgd_acc", "kd_acc", "scratch_acc", "teacher_topology_acc"} <= set(metrics)
+    assert (project / "data/export/tgd/model.onnx").stat().st_size > 10_000
+    assert "ONNX students: data/export/<model>/model.onnx." in first  # the closing line
+    # one definition per metric: only evaluate.json is declared; timings live apart
+    shown = sh(project, "dvc", "metrics", "show")
+    assert "data/metrics/evaluate.json" in shown and "data/live" not in shown and "timing" not in shown
+    assert "tgd_onnx_b1_ms" in json.loads((project / "data/metrics/timing.json").read_text())
+    plots = sh(project, "dvc", "plots", "show", "--json")
+    rendered = json.loads(plots[plots.index("{"):])
+    assert not rendered.get("errors") and len(rendered["data"]) == 5, rendered.get("errors")
 
     status = sh(project, "dvc", "status")
     assert "up to date" in status
@@ -65,7 +74,7 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
                   "train_student", "distill@kd"):
         assert f"Running stage '{stage}'" not in second, stage
-    for stage in ("method_params", "distill@tgd", "evaluate"):
+    for stage in ("method_params", "distill@tgd", "export", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
 
     # Both runs with their metrics: the baseline commit's and the experiment's own (its commit
