@@ -87,6 +87,7 @@ class TopologyParams(_Section):
     shards_per_task: int = Field(1, gt=0)
     backend: Literal["loky", "dask"] = "loky"
     scheduler: Optional[str] = None
+    dtype: Literal["float32", "float16"] = "float32"  # stored PIs; the engine computes in float64
     image: ImageRecipe = ImageRecipe()
     signal: SignalRecipe = SignalRecipe()
 
@@ -187,13 +188,15 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
 
 
-def _one_line(error: ValidationError, source: str) -> str:
-    """The first problem of a pydantic error as `source: key.path: what is allowed`."""
+def _one_line(error: ValidationError, source: str, within: tuple = ()) -> str:
+    """The first problem of a pydantic error as `source: key.path: what is allowed`; `within`
+    is the section path of a section validated on its own."""
     lines = []
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"])
+        loc = (*within, *problem["loc"])
+        key = ".".join(str(part) for part in loc)
         if problem["type"] == "extra_forbidden":
-            section = _section_of(problem["loc"][:-1])
+            section = _section_of(loc[:-1])
             allowed = ", ".join(sorted(f.alias or n for n, f in section.model_fields.items()))
             lines.append(f"{source}: {key}: unknown key (allowed here: {allowed})")
         else:
@@ -218,9 +221,7 @@ def validate(raw: dict[str, Any], source: str = "params") -> Params:
         raise ParamsError(_one_line(error, source)) from None
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
-    """Read and validate params.yaml (every section, so a typo anywhere fails early)."""
-    path = Path(path)
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
@@ -229,7 +230,27 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
-    return validate(raw, str(path))
+    return raw or {}
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    """Read and validate params.yaml (every section, so a typo anywhere fails early)."""
+    path = Path(path)
+    return validate(_read(path), str(path))
+
+
+def load_section(name: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """One section of params.yaml validated on its own, as `section` returns it. The data
+    stages (prepare, topology) use it: validating `models` and `distill` imports torch."""
+    path = Path(path)
+    raw = _read(path)
+    if name not in raw:
+        raise ParamsError(f"{path}: section {name!r} is missing")
+    model = Params.model_fields[name].annotation
+    try:
+        return model.model_validate(raw[name]).model_dump(by_alias=True)
+    except ValidationError as error:
+        raise ParamsError(_one_line(error, str(path), within=(name,))) from None
 
 
 def section(params: Params, name: str) -> dict[str, Any]:

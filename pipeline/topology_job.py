@@ -35,17 +35,24 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import joblib
+import numba as nb
 import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
 from pipeline import locations
+from pipeline.layout import STAGING
 from pipeline.errors import TopologyError
 from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
                             split_path, tree_digest, write_json)
 from pipeline.topology import persistence_images, signal_persistence_images
+from pipeline.topology.grid import check_threshold, make_grid
 
-DEFAULT_STAGING = Path("data/.staging/topology")
+DEFAULT_STAGING = STAGING / "topology"
+# Persistence images are written uncompressed, one chunk per shard: measured on CIFAR-10 (docs/topology.md),
+# zstd cost 5x the write time of no compression for 29 % less disk, lz4 + shuffle 2.5x for 32 %.
+PI_CODEC = "none"
+STAGING_LAYOUT = 2  # 2: training shards' sums in stats/ (a staging folder of layout 1 is discarded)
 
 
 def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
@@ -77,6 +84,11 @@ def _marker(staging: Path | str, split: str, index: int) -> Path | str:
     return locations.join(staging, "done", f"{split}-{index:06d}")
 
 
+def _stats_file(staging: Path | str, index: int) -> Path | str:
+    """A training shard's sums (shard_sums), written before its done marker."""
+    return locations.join(staging, "stats", f"train-{index:06d}")
+
+
 def _write_marker(marker: Path | str, text: str) -> None:
     """Atomically: a rename of a temporary file locally, one PUT at a URL."""
     if locations.is_url(marker):
@@ -104,7 +116,11 @@ def _open_array(group: str | Path, name: str, mode: str) -> zarr.Array:
 
 def _run_task(source: str, target: str, staging: str, split: str, shards: list[tuple[int, int, int]],
               modality: str, engine: str, recipe: dict[str, Any]) -> int:
-    """Compute and write whole shards, then mark each done. Runs in a worker process."""
+    """Compute and write whole shards, then mark each done. Runs in a worker process.
+
+    A training shard's per-channel sums go to the staging folder before its marker, so the
+    parent combines the statistics without reading the persistence images back.
+    """
     x = _open_array(source, "x", "r")
     pis = _open_array(target, "pis", "r+")
     for index, start, stop in shards:
@@ -112,13 +128,43 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
             block = compute_block(x[start:stop], modality, engine, recipe, first=start)
         except TopologyError as error:
             raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
+        stored = block.astype(pis.dtype, copy=False)  # topology.dtype: float32, or float16
         # A shard without a marker may hold a killed run's bytes: never let zarr read them back
         # (it merges a write that does not cover a whole shard, the split's last one, into them).
-        key = pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1))
-        locations.remove(locations.join(target, "pis", key))
-        pis[start:stop] = block
-        _write_marker(_marker(locations.as_location(staging), split, index), f"{start} {stop}\n")
+        shard_file = locations.join(target, "pis", pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1)))
+        with locations.naming(shard_file):  # a full disk or a read-only folder: say which file
+            locations.remove(shard_file)
+            pis[start:stop] = stored
+            staging = locations.as_location(staging)
+            if split == "train":
+                _write_marker(_stats_file(staging, index), json.dumps(shard_sums(stored)))
+            _write_marker(_marker(staging, split, index), f"{start} {stop}\n")
     return sum(stop - start for _, start, stop in shards)
+
+
+@nb.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _sums(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sum and sum of squares of (N, K, M) float32 values, accumulated in float64."""
+    n, k, m = block.shape
+    total, squares = np.zeros(k), np.zeros(k)
+    for i in range(n):
+        for c in range(k):
+            s, q = 0.0, 0.0
+            for j in range(m):
+                v = np.float64(block[i, c, j])
+                s += v
+                q += v * v
+            total[c] += s
+            squares[c] += q
+    return total, squares
+
+
+def shard_sums(pis: np.ndarray) -> dict[str, Any]:
+    """What a shard adds to the training statistics: value count, per-channel sums and sums of
+    squares (float64) of the stored values. One pass, no float64 copy of the shard."""
+    flat = pis.reshape(pis.shape[0], pis.shape[1], -1).astype(np.float32, copy=False)
+    total, squares = _sums(flat)
+    return {"count": int(flat.shape[0] * flat.shape[2]), "sum": total.tolist(), "squares": squares.tolist()}
 
 
 @contextlib.contextmanager
@@ -132,7 +178,7 @@ def parallel_backend(cfg: dict[str, Any]) -> Iterator[int]:
     from dask.distributed import Client, LocalCluster
 
     if cfg.get("scheduler"):
-        with Client(cfg["scheduler"]) as client, joblib.parallel_config(backend="dask"):
+        with _connect(cfg["scheduler"]) as client, joblib.parallel_config(backend="dask"):
             yield sum(client.nthreads().values())
     else:
         with LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
@@ -141,8 +187,21 @@ def parallel_backend(cfg: dict[str, Any]) -> Iterator[int]:
             yield n_jobs
 
 
-def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str, Any]) -> str:
-    ident = {"modality": modality, "engine": engine, "recipe": recipe,
+def _connect(address: str):
+    """A Dask client of the scheduler at `address`; an unreachable one is one TopologyError."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address)
+    except OSError as error:  # refused, timed out, unknown host: dask raises OSError for each
+        raise TopologyError(f"topology.scheduler {address}: cannot connect ({error}); start "
+                            "`dask scheduler` there, or set topology.scheduler: null for a local cluster") from None
+
+
+def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str, Any],
+                dtype: str = "float32") -> str:
+    """Identity of the work in a staging folder: recipe, stored dtype, staging layout, inputs."""
+    ident = {"modality": modality, "engine": engine, "recipe": recipe, "dtype": dtype, "layout": STAGING_LAYOUT,
              "inputs": {s: tree_digest(split_path(prepared_dir, s)) for s in SPLITS}}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
@@ -152,7 +211,8 @@ def _prepare_staging(staging: Path | str, print_fn, stamp: str) -> None:
         _prepare_staging_url(staging, print_fn, stamp)
         return
     stamp_file = staging / "fingerprint"
-    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp and (staging / "done").is_dir():
+    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp and (staging / "done").is_dir() \
+            and (staging / "stats").is_dir():
         done = len(_done_markers(staging))
         print_fn(f"resuming from {staging}: {done} shards already done")
         return
@@ -160,6 +220,7 @@ def _prepare_staging(staging: Path | str, print_fn, stamp: str) -> None:
         print_fn(f"discarding {staging}: it holds work for another recipe or input")
         shutil.rmtree(staging)
     (staging / "done").mkdir(parents=True)
+    (staging / "stats").mkdir()
     tmp = stamp_file.with_name(stamp_file.name + ".tmp")
     tmp.write_text(stamp + "\n")
     os.replace(tmp, stamp_file)  # written last: a staging folder without it is never resumed
@@ -174,10 +235,11 @@ def _prepare_staging_url(staging: str, print_fn, stamp: str) -> None:
         print_fn(f"discarding {staging}: it holds work for another recipe or input")
         locations.rmtree(staging)
     locations.makedirs(locations.join(staging, "done"))
+    locations.makedirs(locations.join(staging, "stats"))
     locations.write_text(stamp_file, stamp + "\n")  # one PUT, last: the mark of a usable staging
 
 
-def _create_split(source: zarr.Group, target: Path | str, n_channels_out: int, resolution: int) -> None:
+def _create_split(source: zarr.Group, target: Path | str, shape: tuple[int, int, int], dtype: str) -> None:
     """Create the output arrays once, in the parent, with the same shards as the input."""
     created = locations.join(locations.parent(target), f"created-{locations.name(target)[:-len('.zarr')]}")
     if locations.is_file(created):
@@ -185,26 +247,40 @@ def _create_split(source: zarr.Group, target: Path | str, n_channels_out: int, r
     locations.rmtree(target)  # a skeleton half-made by a killed run
     x = source["x"]
     group = create_group(target)
-    create_array(group, "pis", (x.shape[0], n_channels_out, resolution, resolution), np.float32,
-                 x.shards[0])
+    create_array(group, "pis", (x.shape[0], *shape), np.dtype(dtype), x.shards[0], codec=PI_CODEC,
+                 chunk_samples=x.shards[0])
     labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
     labels[...] = source["y"][...]
     locations.write_text(created, "")  # only now is the split's skeleton complete
 
 
-def channel_mean_std(pis: zarr.Array) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std over all samples, accumulated shard by shard in float64."""
-    total = np.zeros(pis.shape[1])
-    squares = np.zeros(pis.shape[1])
-    for part in shard_slices(pis.shape[0], pis.shards[0]):
-        block = pis[part].astype(np.float64)
-        total += block.sum(axis=(0, 2, 3))
-        squares += (block ** 2).sum(axis=(0, 2, 3))
-    count = pis.shape[0] * pis.shape[2] * pis.shape[3]
+def pi_shape(x_shape: tuple[int, ...], modality: str, recipe: dict[str, Any]) -> tuple[int, int, int]:
+    """(channels, R, R) of a sample's persistence images, checked against the recipe without
+    computing any (the workers load the engine; the parent never needs it)."""
+    make_grid(recipe["birth_range"], recipe["pers_range"], recipe["resolution"], recipe["sigma"])
+    check_threshold(recipe["threshold"])
+    channels = x_shape[-1] * (len(recipe["orders"]) if modality == "image" else 1)
+    return channels, recipe["resolution"], recipe["resolution"]
+
+
+def channel_mean_std(parts: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std from the training shards' sums, added in shard order (so the
+    result never depends on which worker finished first)."""
+    total = np.zeros(len(parts[0]["sum"]))
+    squares = np.zeros_like(total)
+    count = 0
+    for part in parts:
+        total += np.asarray(part["sum"])
+        squares += np.asarray(part["squares"])
+        count += part["count"]
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
     std[std == 0] = 1.0
     return mean.tolist(), std.tolist()
+
+
+def _read_stats(staging: Path | str, n_shards: int) -> list[dict[str, Any]]:
+    return [json.loads(locations.read_text(_stats_file(staging, i))) for i in range(n_shards)]
 
 
 def _absolute(location: str | Path) -> str | Path:
@@ -226,24 +302,14 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     sources = {s: open_split(split_path(prepared_dir, s)) for s in SPLITS}
     modality = sources["train"].attrs["modality"]
     recipe = recipe_for(cfg, modality)
-    engine = cfg["engine"]
-    _prepare_staging(staging, print_fn, fingerprint(prepared_dir, modality, engine, recipe))
-
+    engine, dtype = cfg["engine"], cfg.get("dtype", "float32")
     try:
-        probe = compute_block(sources["train"]["x"][:1], modality, engine, recipe)
+        shape = pi_shape(sources["train"]["x"].shape, modality, recipe)
     except TopologyError as error:
         raise TopologyError(f"{split_path(prepared_dir, 'train')}: {error}") from None
-    tasks, total = [], 0
-    for split, source in sources.items():
-        target = split_path(staging, split)
-        _create_split(source, target, probe.shape[1], probe.shape[2])
-        todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
-                if not locations.is_file(_marker(staging, split, i))]
-        total += sum(stop - start for _, start, stop in todo)
-        step = cfg["shards_per_task"]
-        tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
-                   todo[k:k + step], modality, engine, recipe) for k in range(0, len(todo), step)]
+    _prepare_staging(staging, print_fn, fingerprint(prepared_dir, modality, engine, recipe, dtype))
 
+    tasks, total = _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe)
     started = time.perf_counter()
     if tasks:
         with parallel_backend(cfg) as n_jobs:
@@ -256,12 +322,12 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
                     bar.update(count)
     seconds = time.perf_counter() - started
 
-    missing = [f"{split}-{i:06d}" for split, source in sources.items()
-               for i in range(len(shard_slices(source["x"].shape[0], source["x"].shards[0])))
+    shards = {split: len(shard_slices(source["x"].shape[0], source["x"].shards[0])) for split, source in sources.items()}
+    missing = [f"{split}-{i:06d}" for split, n in shards.items() for i in range(n)
                if not locations.is_file(_marker(staging, split, i))]
     if missing:  # every task returned, so this is a bug, never a state to publish
         raise TopologyError(f"{staging}: shards {missing[:5]} have no done marker after the run")
-    mean, std = channel_mean_std(_open_array(split_path(staging, "train"), "pis", "r"))
+    mean, std = channel_mean_std(_read_stats(staging, shards["train"]))
     if not np.isfinite(mean + std).all():
         raise TopologyError(f"{split_path(staging, 'train')}: non-finite persistence-image statistics")
     attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,
@@ -270,12 +336,27 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     locations.remove(locations.join(out_dir, "stats.json"))  # written last: the mark of a complete output
     for split in SPLITS:
         _publish(split_path(staging, split), split_path(out_dir, split), {**attrs, "split": split})
-    summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3),
-               "shape": list(probe.shape[1:])}
-    write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
+    summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3), "shape": list(shape),
+               "dtype": dtype}
+    write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(shape),
                                         "modality": modality, "engine": engine, "recipe": recipe})
     locations.rmtree(staging)
     return summary
+
+
+def _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe) -> tuple[list, int]:
+    """Create each split's output skeleton once; one task per `shards_per_task` unfinished shards."""
+    tasks, total = [], 0
+    for split, source in sources.items():
+        target = split_path(staging, split)
+        _create_split(source, target, shape, dtype)
+        todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
+                if not locations.is_file(_marker(staging, split, i))]
+        total += sum(stop - start for _, start, stop in todo)
+        step = cfg["shards_per_task"]
+        tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
+                   todo[k:k + step], modality, engine, recipe) for k in range(0, len(todo), step)]
+    return tasks, total
 
 
 def _link_or_copy(source: str, target: str) -> None:

@@ -1,14 +1,14 @@
 """Stage `topology`: persistence images of every prepared sample into data/topology/{train,test}.zarr."""
-from pipeline.params import load_params, section
-from pipeline.runs import PREPARED, TOPOLOGY
+from pipeline.layout import PREPARED, TOPOLOGY
+from pipeline.params import load_section
 from pipeline.topology_job import compute_topology
 from stages._cli import run
 
 
 def main() -> None:
-    summary = compute_topology(PREPARED, TOPOLOGY, section(load_params(), "topology"))
-    print(f"topology: {summary['samples_computed']} samples -> {summary['shape']} persistence images "
-          f"in {summary['seconds']:.1f} s (engine {summary['engine']})")
+    summary = compute_topology(PREPARED, TOPOLOGY, load_section("topology"))
+    print(f"topology: {summary['samples_computed']} samples -> {summary['shape']} {summary['dtype']} "
+          f"persistence images in {summary['seconds']:.1f} s (engine {summary['engine']})")
 
 
 if __name__ == "__main__":
