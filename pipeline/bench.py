@@ -8,6 +8,8 @@ Subcommands:
   topology-backends  the topology stage (compute_topology) on N images with joblib's loky
                      backend vs a Dask LocalCluster, same worker count: seconds, ratio, and
                      whether the outputs are byte-identical.
+  topology-codecs    one shard of persistence images written and read with each codec (none, lz4 +
+                     shuffle, zstd) and dtype (float32, float16): seconds, size, write/compute ratio.
   topology-stage     the prepare and topology stages (as DVC runs them) on an imagefolder tree, then
                      the engine alone on the same images and workers: seconds and the ratio.
   ddp                ms per training step (forward, backward, optimiser) of a model on one
@@ -265,16 +267,65 @@ def print_topology_backends(r: dict) -> None:
     print("  (parallel s includes starting the workers: loky's pool, or the Dask cluster)")
 
 
-def _engine_only(block: np.ndarray, engine: str, recipe: dict) -> int:
-    """The engine's work on one shard with nothing stored (a worker's share of `engine alone`)."""
+def run_topology_codecs(n: int, tar: str | None = None, root: str | None = None, repeat: int = 3) -> dict:
+    """Writing and reading one shard of n persistence images with each codec and dtype, against
+    the engine's time to compute them (one core)."""
+    import shutil
+    import tempfile
+
+    from pipeline.params import TopologyParams
+    from pipeline.store import create_array, create_group
     from pipeline.topology_job import compute_block
 
-    return len(compute_block(block, "image", engine, recipe))
+    images, source = bench_images(n, tar, root)
+    recipe = TopologyParams().model_dump()["image"]
+    res: dict = {"source": source, "n": n, "rows": []}
+    with one_core():
+        compute_block(images[:2], "image", "fast", recipe)  # numba's cache and the grid tables
+        pis, res["compute_s"] = _timed(lambda: compute_block(images, "image", "fast", recipe), repeat)
+        with tempfile.TemporaryDirectory(prefix="bench-codecs-") as tmp:
+            for dtype in ("float32", "float16"):
+                values = pis.astype(dtype)
+                for codec, chunk in (("none", n), ("none", 256), ("lz4", 256), ("zstd", 256)):
+                    store = Path(tmp) / "pis.zarr"
+                    writes, reads = [], []
+                    for _ in range(repeat):
+                        shutil.rmtree(store, ignore_errors=True)
+                        array = create_array(create_group(store), "pis", values.shape, values.dtype, n,
+                                             codec=codec, chunk_samples=chunk)
+                        started = time.perf_counter()
+                        array[...] = values
+                        writes.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        assert np.array_equal(array[...], values)
+                        reads.append(time.perf_counter() - started)
+                    size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+                    res["rows"].append({"dtype": dtype, "codec": codec, "chunk": chunk, "write_s": min(writes),
+                                        "read_s": min(reads), "bytes": size, "raw": values.nbytes})
+    return res
 
 
-def _engine_alone(prepared: Path, engine: str, workers: int) -> float:
-    """Seconds for the engine to compute every prepared image's PIs on `workers` warm loky
-    processes, shard by shard, storing nothing: the stage's floor."""
+def print_topology_codecs(r: dict) -> None:
+    print(f"persistence-image codecs: {r['source']}; one shard of {r['n']} images, best of runs, one core; "
+          f"computing them: {r['compute_s']:.2f} s")
+    print(f"  {'dtype':<8}{'codec':<6}{'chunk':>6}{'write s':>9}{'read s':>8}{'write/compute':>15}{'MB':>8}{'size':>7}")
+    for row in r["rows"]:
+        print(f"  {row['dtype']:<8}{row['codec']:<6}{row['chunk']:>6}{row['write_s']:>9.3f}{row['read_s']:>8.3f}"
+              f"{row['write_s'] / r['compute_s']:>15.2f}{row['bytes'] / 1e6:>8.1f}{row['bytes'] / row['raw']:>7.2f}")
+
+
+def _engine_only(block: np.ndarray, engine: str, recipe: dict) -> float:
+    """The engine's work on one shard with nothing stored; returns the worker's CPU seconds."""
+    from pipeline.topology_job import compute_block
+
+    started = time.process_time()
+    compute_block(block, "image", engine, recipe)
+    return time.process_time() - started
+
+
+def _engine_alone(prepared: Path, engine: str, workers: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for the engine to compute every prepared image's PIs on `workers`
+    warm loky processes, shard by shard, storing nothing: the stage's floor."""
     import joblib
 
     from pipeline.params import TopologyParams
@@ -290,36 +341,47 @@ def _engine_alone(prepared: Path, engine: str, workers: int) -> float:
             joblib.Parallel() as parallel:
         parallel(joblib.delayed(_engine_only)(blocks[0][:8], engine, recipe) for _ in range(4 * workers))
         started = time.perf_counter()
-        parallel(joblib.delayed(_engine_only)(block, engine, recipe) for block in blocks)
-        return time.perf_counter() - started
+        cpu = sum(parallel(joblib.delayed(_engine_only)(block, engine, recipe) for block in blocks))
+        return time.perf_counter() - started, cpu
 
 
-def _run_stage(workspace: Path, stage: str) -> tuple[float, str]:
-    """`python -m stages.<stage>` as DVC runs it; (wall seconds, its last output line)."""
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_stage(workspace: Path, stage: str) -> tuple[float, float, str]:
+    """`python -m stages.<stage>` as DVC runs it: (wall s, CPU s of it and its workers, last line)."""
     import subprocess
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=workspace, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
     if done.returncode:
         raise RuntimeError(f"stages.{stage} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return seconds, done.stdout.strip().splitlines()[-1]
+    return seconds, cpu, done.stdout.strip().splitlines()[-1]
 
 
 def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | None = None,
-                       limit_test: int | None = None, dtype: str = "float32", engine: str = "fast") -> dict:
-    """The prepare and topology stages on an imagefolder tree in a scratch workspace, then the
-    engine alone on the same prepared images and the same number of workers."""
+                       limit_test: int | None = None, dtype: str = "float32", engine: str = "fast",
+                       repeat: int = 1) -> dict:
+    """The prepare stage once, then `repeat` rounds of the topology stage and of the engine alone
+    on the same prepared images and number of workers (alternating, so that both see the same
+    machine load); medians and ranges."""
+    import shutil
     import tempfile
 
     import yaml
 
     root = root or str(REPO / CIFAR_ROOT_RELATIVE)
     if not Path(root, "train").is_dir():
-        raise BenchDataMissing(f"{root or CIFAR_ROOT_RELATIVE}: no train/ folder; unpack the JPEG tree there "
+        raise BenchDataMissing(f"{root}: no train/ folder; unpack the JPEG tree there "
                                f"(mkdir -p data/raw && tar -xzf {CIFAR_TAR_RELATIVE} -C data/raw) or pass --root")
-    res: dict = {"workers": workers, "dtype": dtype, "engine": engine, "load": [os.getloadavg()[0]]}
+    res: dict = {"workers": workers, "dtype": dtype, "engine": engine, "load": [os.getloadavg()[0]],
+                 "repeat": repeat, "topology": [], "engine_alone": []}
     with tempfile.TemporaryDirectory(prefix="bench-topology-stage-") as tmp:
         workspace = Path(tmp)
         params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -327,23 +389,35 @@ def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | No
                               limit_test=limit_test)
         params["topology"].update(engine=engine, n_jobs=workers, backend="loky", dtype=dtype)
         (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        res["prepare_s"], res["prepare_line"] = _run_stage(workspace, "prepare")
-        res["topology_s"], res["topology_line"] = _run_stage(workspace, "topology")
-        res["load"].append(os.getloadavg()[0])
-        res["engine_s"] = _engine_alone(workspace / "data" / "prepared", engine, workers)
+        res["prepare_s"], res["prepare_cpu"], res["prepare_line"] = _run_stage(workspace, "prepare")
+        for _ in range(repeat):
+            shutil.rmtree(workspace / "data" / "topology", ignore_errors=True)
+            wall, cpu, res["topology_line"] = _run_stage(workspace, "topology")
+            res["topology"].append((wall, cpu))
+            res["engine_alone"].append(_engine_alone(workspace / "data" / "prepared", engine, workers))
+            res["load"].append(os.getloadavg()[0])
         res["bytes"] = sum(f.stat().st_size for f in (workspace / "data" / "topology").rglob("*") if f.is_file())
-    res["load"].append(os.getloadavg()[0])
-    res["ratio"] = res["topology_s"] / res["engine_s"]
+    for key in ("topology", "engine_alone"):
+        res[key] = np.array(res[key])  # rows (wall, CPU)
+    res["ratio"] = np.median(res["topology"], axis=0) / np.median(res["engine_alone"], axis=0)
     return res
 
 
 def print_topology_stage(r: dict) -> None:
-    print(f"topology stage benchmark: {r['engine']} engine, {r['workers']} workers, PIs stored as {r['dtype']}; "
-          f"load average {' -> '.join(f'{v:.1f}' for v in r['load'])}")
-    print(f"  prepare:  {r['prepare_s']:7.2f} s wall  ({r['prepare_line']})")
-    print(f"  topology: {r['topology_s']:7.2f} s wall  ({r['topology_line']}); {r['bytes'] / 1e9:.2f} GB written")
-    print(f"  engine alone (same images, {r['workers']} warm workers, nothing stored): {r['engine_s']:7.2f} s")
-    print(f"  topology stage / engine alone: {r['ratio']:.2f}x")
+    print(f"topology stage benchmark: {r['engine']} engine, {r['workers']} workers, PIs stored as {r['dtype']}, "
+          f"{r['repeat']} round(s); load average {' -> '.join(f'{v:.1f}' for v in r['load'])}")
+    print(f"  {'':<44}{'wall s':>8}{'(range)':>16}{'CPU s':>8}{'(range)':>16}")
+    print(f"  {'prepare (python -m stages.prepare)':<44}{r['prepare_s']:>8.2f}{'':>16}{r['prepare_cpu']:>8.2f}")
+    for key, label in (("topology", "topology (python -m stages.topology)"),
+                       ("engine_alone", "engine alone (same images, warm workers)")):
+        rows = r[key]
+        med, low, high = np.median(rows, axis=0), rows.min(axis=0), rows.max(axis=0)
+        print(f"  {label:<44}{med[0]:>8.2f}{f'({low[0]:.1f}-{high[0]:.1f})':>16}"
+              f"{med[1]:>8.2f}{f'({low[1]:.1f}-{high[1]:.1f})':>16}")
+    print(f"  topology stage / engine alone (medians): {r['ratio'][0]:.2f}x wall, {r['ratio'][1]:.2f}x CPU; "
+          f"{r['bytes'] / 1e9:.2f} GB written")
+    print(f"  {r['prepare_line']}")
+    print(f"  {r['topology_line']}")
 
 
 def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: int, warmup: int,
@@ -434,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="worker processes for both backends (default 2)")
     p.add_argument("--shard-size", type=int, default=0, help="samples per shard/task (default: ~4 tasks per worker)")
     p.add_argument("--engine", default="fast", choices=["fast", "ripser"])
+    p = sub.add_parser("topology-codecs", help="writing/reading one shard of PIs per codec and dtype")
+    p.add_argument("--n", type=int, default=4096, help="images in the shard (default 4096, data.shard_size)")
+    _data_arguments(p)
+    p.add_argument("--repeat", type=int, default=3, help="timing repeats (best of)")
     p = sub.add_parser("topology-stage", help="prepare + topology stages vs the engine alone, same images")
     p.add_argument("--root", default=None, help=f"imagefolder tree (default {CIFAR_ROOT_RELATIVE})")
     p.add_argument("--workers", type=int, default=2, help="topology.n_jobs and the engine's workers (default 2)")
@@ -441,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-test", type=int, default=None, help="data.limit_test (default: all)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="topology.dtype")
     p.add_argument("--engine", default="fast", choices=["fast", "ripser"])
+    p.add_argument("--repeat", type=int, default=3, help="rounds of stage and engine alone (medians; default 3)")
     p = sub.add_parser("ddp", help="ms per training step: 1 process vs N gloo processes")
     p.add_argument("--arch", default="wrn16_1", help="model registry name (default wrn16_1, the paper's student)")
     p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
@@ -457,9 +536,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.command == "topology-stage":
+    if args.command == "topology-codecs":
+        print_topology_codecs(run_topology_codecs(args.n, args.tar, args.root, args.repeat))
+    elif args.command == "topology-stage":
         print_topology_stage(run_topology_stage(args.root, args.workers, args.limit_train, args.limit_test,
-                                                args.dtype, args.engine))
+                                                args.dtype, args.engine, args.repeat))
     elif args.command == "topology-backends":
         print_topology_backends(run_topology_backends(args.n, args.tar, args.root, args.workers, args.shard_size,
                                                       args.engine))

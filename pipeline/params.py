@@ -84,7 +84,7 @@ class SignalRecipe(_Section):
 class TopologyParams(_Section):
     engine: Literal["ripser", "fast"] = "ripser"
     n_jobs: int = -1
-    shards_per_task: int = Field(1, gt=0)
+    shards_per_task: Optional[int] = Field(None, gt=0)  # null: about three tasks per worker
     backend: Literal["loky", "dask"] = "loky"
     scheduler: Optional[str] = None
     dtype: Literal["float32", "float16"] = "float32"  # stored PIs; the engine computes in float64

@@ -31,11 +31,11 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
 import joblib
-import numba as nb
 import numpy as np
 import zarr
 from tqdm.auto import tqdm
@@ -45,12 +45,10 @@ from pipeline.layout import STAGING
 from pipeline.errors import TopologyError
 from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
                             split_path, tree_digest, write_json)
-from pipeline.topology import persistence_images, signal_persistence_images
-from pipeline.topology.grid import check_threshold, make_grid
 
 DEFAULT_STAGING = STAGING / "topology"
-# Persistence images are written uncompressed, one chunk per shard: measured on CIFAR-10 (docs/topology.md),
-# zstd cost 5x the write time of no compression for 29 % less disk, lz4 + shuffle 2.5x for 32 %.
+# Persistence images are written uncompressed (`python -m pipeline.bench topology-codecs`, docs/topology.md):
+# zstd cost 5x the write time of no compression for 20-30 % less disk, lz4 + shuffle 2.5x for 25-30 %.
 PI_CODEC = "none"
 STAGING_LAYOUT = 2  # 2: training shards' sums in stats/ (a staging folder of layout 1 is discarded)
 
@@ -58,6 +56,19 @@ STAGING_LAYOUT = 2  # 2: training shards' sums in stats/ (a staging folder of la
 def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
     """The persistence-image recipe of a modality (topology.image or topology.signal)."""
     return dict(cfg[modality])
+
+
+def persistence_images(images: np.ndarray, **recipe) -> np.ndarray:
+    """pipeline.topology's, imported on first use: the parent process never needs the engine."""
+    from pipeline.topology import persistence_images as images_of
+
+    return images_of(images, **recipe)
+
+
+def signal_persistence_images(signals: np.ndarray, **recipe) -> np.ndarray:
+    from pipeline.topology import signal_persistence_images as images_of
+
+    return images_of(signals, **recipe)
 
 
 def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, Any],
@@ -118,52 +129,49 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
               modality: str, engine: str, recipe: dict[str, Any]) -> int:
     """Compute and write whole shards, then mark each done. Runs in a worker process.
 
-    A training shard's per-channel sums go to the staging folder before its marker, so the
-    parent combines the statistics without reading the persistence images back.
+    A thread writes each shard while the next one is computed (writing 250 MB of persistence
+    images is often a wait on the disk, not work): at most one shard waits in memory.
     """
     x = _open_array(source, "x", "r")
     pis = _open_array(target, "pis", "r+")
-    for index, start, stop in shards:
-        try:
-            block = compute_block(x[start:stop], modality, engine, recipe, first=start)
-        except TopologyError as error:
-            raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
-        stored = block.astype(pis.dtype, copy=False)  # topology.dtype: float32, or float16
-        # A shard without a marker may hold a killed run's bytes: never let zarr read them back
-        # (it merges a write that does not cover a whole shard, the split's last one, into them).
-        shard_file = locations.join(target, "pis", pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1)))
-        with locations.naming(shard_file):  # a full disk or a read-only folder: say which file
-            locations.remove(shard_file)
-            pis[start:stop] = stored
-            staging = locations.as_location(staging)
-            if split == "train":
-                _write_marker(_stats_file(staging, index), json.dumps(shard_sums(stored)))
-            _write_marker(_marker(staging, split, index), f"{start} {stop}\n")
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for index, start, stop in shards:
+            try:
+                block = compute_block(x[start:stop], modality, engine, recipe, first=start)
+            except TopologyError as error:
+                raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
+            if pending is not None:
+                pending.result()  # the previous shard is on disk (or its error is raised here)
+            stored = block.astype(pis.dtype, copy=False)  # topology.dtype: float32, or float16
+            pending = writer.submit(_store_shard, pis, target, locations.as_location(staging), split, index,
+                                    (start, stop), stored)
+        if pending is not None:
+            pending.result()
     return sum(stop - start for _, start, stop in shards)
 
 
-@nb.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _sums(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel sum and sum of squares of (N, K, M) float32 values, accumulated in float64."""
-    n, k, m = block.shape
-    total, squares = np.zeros(k), np.zeros(k)
-    for i in range(n):
-        for c in range(k):
-            s, q = 0.0, 0.0
-            for j in range(m):
-                v = np.float64(block[i, c, j])
-                s += v
-                q += v * v
-            total[c] += s
-            squares[c] += q
-    return total, squares
+def _store_shard(pis: zarr.Array, target: str, staging: Path | str, split: str, index: int,
+                 rows: tuple[int, int], stored: np.ndarray) -> None:
+    """Write one shard, then (training split) its sums, then its done marker: in that order."""
+    # A shard without a marker may hold a killed run's bytes: never let zarr read them back
+    # (it merges a write that does not cover a whole shard, the split's last one, into them).
+    shard_file = locations.join(target, "pis", pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1)))
+    with locations.naming(shard_file):  # a full disk or a read-only folder: say which file
+        locations.remove(shard_file)
+        pis[rows[0]:rows[1]] = stored
+        if split == "train":
+            _write_marker(_stats_file(staging, index), json.dumps(shard_sums(stored)))
+        _write_marker(_marker(staging, split, index), f"{rows[0]} {rows[1]}\n")
 
 
 def shard_sums(pis: np.ndarray) -> dict[str, Any]:
     """What a shard adds to the training statistics: value count, per-channel sums and sums of
     squares (float64) of the stored values. One pass, no float64 copy of the shard."""
+    from pipeline.channel_sums import channel_sums  # numba: loaded by the workers only
+
     flat = pis.reshape(pis.shape[0], pis.shape[1], -1).astype(np.float32, copy=False)
-    total, squares = _sums(flat)
+    total, squares = channel_sums(flat)
     return {"count": int(flat.shape[0] * flat.shape[2]), "sum": total.tolist(), "squares": squares.tolist()}
 
 
@@ -247,18 +255,15 @@ def _create_split(source: zarr.Group, target: Path | str, shape: tuple[int, int,
     locations.rmtree(target)  # a skeleton half-made by a killed run
     x = source["x"]
     group = create_group(target)
-    create_array(group, "pis", (x.shape[0], *shape), np.dtype(dtype), x.shards[0], codec=PI_CODEC,
-                 chunk_samples=x.shards[0])
+    create_array(group, "pis", (x.shape[0], *shape), np.dtype(dtype), x.shards[0], codec=PI_CODEC)
     labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
     labels[...] = source["y"][...]
     locations.write_text(created, "")  # only now is the split's skeleton complete
 
 
 def pi_shape(x_shape: tuple[int, ...], modality: str, recipe: dict[str, Any]) -> tuple[int, int, int]:
-    """(channels, R, R) of a sample's persistence images, checked against the recipe without
-    computing any (the workers load the engine; the parent never needs it)."""
-    make_grid(recipe["birth_range"], recipe["pers_range"], recipe["resolution"], recipe["sigma"])
-    check_threshold(recipe["threshold"])
+    """(channels, R, R) of a sample's persistence images: K orders per image channel, one per
+    signal channel (pipeline.topology). The parent never loads the engine to learn it."""
     channels = x_shape[-1] * (len(recipe["orders"]) if modality == "image" else 1)
     return channels, recipe["resolution"], recipe["resolution"]
 
@@ -298,30 +303,42 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     """
     if staging is None:
         staging = str(out_dir).rstrip("/") + ".staging" if locations.is_url(out_dir) else DEFAULT_STAGING
+    shown = staging  # messages name the staging folder as given (a relative path stays relative)
     prepared_dir, out_dir, staging = (_absolute(p) for p in (prepared_dir, out_dir, staging))
     sources = {s: open_split(split_path(prepared_dir, s)) for s in SPLITS}
     modality = sources["train"].attrs["modality"]
     recipe = recipe_for(cfg, modality)
     engine, dtype = cfg["engine"], cfg.get("dtype", "float32")
-    try:
-        shape = pi_shape(sources["train"]["x"].shape, modality, recipe)
-    except TopologyError as error:
-        raise TopologyError(f"{split_path(prepared_dir, 'train')}: {error}") from None
-    _prepare_staging(staging, print_fn, fingerprint(prepared_dir, modality, engine, recipe, dtype))
-
-    tasks, total = _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe)
-    started = time.perf_counter()
-    if tasks:
-        with parallel_backend(cfg) as n_jobs:
+    x = sources["train"]["x"]
+    shape = pi_shape(x.shape, modality, recipe)
+    with parallel_backend(cfg) as n_jobs, joblib.Parallel(return_as="generator_unordered") as parallel:
+        # The workers start once and load the engine while the parent hashes its inputs (the
+        # warm-up also checks the recipe); none are started when every shard is already done.
+        warm = parallel(joblib.delayed(warm_up)(x.shape[1:], x.dtype.str, modality, engine, recipe)
+                        for _ in range(n_jobs)) if _unfinished(staging, sources) else []
+        _prepare_staging(staging, lambda line: print_fn(line.replace(str(staging), str(shown))),
+                         fingerprint(prepared_dir, modality, engine, recipe, dtype))
+        tasks, total = _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe,
+                                   n_jobs)
+        try:
+            for _ in warm:
+                pass
+        except TopologyError as error:
+            raise TopologyError(f"{split_path(prepared_dir, 'train')}: {error}") from None
+        started = time.perf_counter()
+        if tasks:
             print_fn(f"topology: {total} samples in {len(tasks)} tasks on {n_jobs} workers "
                      f"({cfg['backend']}, engine {engine})")
-            run = joblib.Parallel(return_as="generator_unordered")(
-                joblib.delayed(_run_task)(*task) for task in tasks)
             with tqdm(total=total, unit="sample", disable=not progress, desc="topology") as bar:
-                for count in run:
+                for count in parallel(joblib.delayed(_run_task)(*task) for task in tasks):
                     bar.update(count)
-    seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    return _finish(sources, staging, out_dir, modality, engine, recipe, shape, dtype,
+                   {"samples_computed": total, "seconds": round(seconds, 3)})
 
+
+def _finish(sources, staging, out_dir, modality, engine, recipe, shape, dtype, summary) -> dict[str, Any]:
+    """Check every shard is done, combine the statistics and publish the stores, stats.json last."""
     shards = {split: len(shard_slices(source["x"].shape[0], source["x"].shards[0])) for split, source in sources.items()}
     missing = [f"{split}-{i:06d}" for split, n in shards.items() for i in range(n)
                if not locations.is_file(_marker(staging, split, i))]
@@ -336,27 +353,47 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     locations.remove(locations.join(out_dir, "stats.json"))  # written last: the mark of a complete output
     for split in SPLITS:
         _publish(split_path(staging, split), split_path(out_dir, split), {**attrs, "split": split})
-    summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3), "shape": list(shape),
-               "dtype": dtype}
     write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(shape),
                                         "modality": modality, "engine": engine, "recipe": recipe})
     locations.rmtree(staging)
-    return summary
+    return {**attrs, **summary, "shape": list(shape), "dtype": dtype}
 
 
-def _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe) -> tuple[list, int]:
-    """Create each split's output skeleton once; one task per `shards_per_task` unfinished shards."""
+def _unfinished(staging: Path | str, sources: dict[str, zarr.Group]) -> bool:
+    """Whether the staging folder lacks a done marker for some shard (then workers are needed)."""
+    shards = sum(len(shard_slices(s["x"].shape[0], s["x"].shards[0])) for s in sources.values())
+    return not locations.exists(staging) or len(_done_markers(staging)) < shards
+
+
+def warm_up(sample_shape: tuple[int, ...], dtype: str, modality: str, engine: str, recipe: dict[str, Any]) -> None:
+    """Load the engine in a worker (numba's compiled kernels, the grid tables) on one blank sample."""
+    compute_block(np.zeros((1, *sample_shape), np.dtype(dtype)), modality, engine, recipe)
+
+
+def _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe,
+                n_jobs: int) -> tuple[list, int]:
+    """Create each split's output skeleton once; split the unfinished shards into tasks."""
     tasks, total = [], 0
+    todo = {}
     for split, source in sources.items():
-        target = split_path(staging, split)
-        _create_split(source, target, shape, dtype)
-        todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
-                if not locations.is_file(_marker(staging, split, i))]
-        total += sum(stop - start for _, start, stop in todo)
-        step = cfg["shards_per_task"]
-        tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
-                   todo[k:k + step], modality, engine, recipe) for k in range(0, len(todo), step)]
+        _create_split(source, split_path(staging, split), shape, dtype)
+        todo[split] = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
+                       if not locations.is_file(_marker(staging, split, i))]
+        total += sum(stop - start for _, start, stop in todo[split])
+    size = cfg["shards_per_task"] or task_size(sum(len(t) for t in todo.values()), n_jobs)
+    for split, shards in todo.items():
+        parts = -(-len(shards) // size)  # as many tasks as `size` asks, their shards spread evenly
+        bounds = np.linspace(0, len(shards), parts + 1).round().astype(int) if shards else []
+        tasks += [(str(split_path(prepared_dir, split)), str(split_path(staging, split)), str(staging), split,
+                   shards[a:b], modality, engine, recipe) for a, b in zip(bounds[:-1], bounds[1:])]
     return tasks, total
+
+
+def task_size(shards: int, n_jobs: int) -> int:
+    """Shards per task when topology.shards_per_task is null: about three tasks per worker, so a
+    worker overlaps most writes with computing (within a task) and the workers still finish
+    together (several tasks each)."""
+    return max(1, round(shards / (3 * n_jobs)))
 
 
 def _link_or_copy(source: str, target: str) -> None:
