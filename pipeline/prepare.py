@@ -48,6 +48,8 @@ def channel_stats(x: np.ndarray, modality: str) -> tuple[list[float], list[float
 
 def prepare(cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Load the data set named by cfg (the `data` params section) and write its split stores."""
+    out_dir = locations.as_location(out_dir)  # a folder, or an fsspec URL (pipeline.locations)
+    locations.makedirs(out_dir)  # first: an unwritable output fails before any decoding
     dataset = load_dataset({**cfg, "root": local_root(cfg.get("root"))})
     for split in SPLITS:
         if split not in dataset.splits or len(dataset.splits[split].y) == 0:
@@ -63,8 +65,6 @@ def prepare(cfg: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
         "std": std,
     }
     summary: dict[str, Any] = {**attrs, "splits": {}}
-    out_dir = locations.as_location(out_dir)  # a folder, or an fsspec URL (pipeline.locations)
-    locations.makedirs(out_dir)
     for split in SPLITS:
         data = dataset.splits[split]
         with locations.naming(split_path(out_dir, split)):  # a full disk: say where it was writing

@@ -18,7 +18,7 @@ def main() -> None:
     started = time.perf_counter()
     record = {"root": root, **fingerprint(root)}
     seconds = time.perf_counter() - started
-    before = json.loads(SOURCE.read_text()) if SOURCE.is_file() else None  # dvc.yaml: persist
+    before = _previous()
     write_json(SOURCE, record)
     if root is None:
         print("source: no data.root (an embedded data set): constant fingerprint")
@@ -27,6 +27,14 @@ def main() -> None:
           f"(fingerprint {record['digest'][:12]}, {seconds:.2f} s)")
     if before is not None and before.get("digest") != record["digest"]:
         print("source changed since the last run: " + "; ".join(changes(before, record) or ["data.root moved"]))
+
+
+def _previous() -> dict | None:
+    """The last run's fingerprint (dvc.yaml keeps the file: persist), if it is readable."""
+    try:
+        return json.loads(SOURCE.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":
