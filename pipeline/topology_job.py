@@ -262,13 +262,14 @@ def _create_split(source: zarr.Group, target: Path | str, shape: tuple[int, int,
     created = locations.join(locations.parent(target), f"created-{locations.name(target)[:-len('.zarr')]}")
     if locations.is_file(created):
         return
-    locations.rmtree(target)  # a skeleton half-made by a killed run
     x = source["x"]
-    group = create_group(target)
-    create_array(group, "pis", (x.shape[0], *shape), np.dtype(dtype), x.shards[0], codec=PI_CODEC)
-    labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
-    labels[...] = source["y"][...]
-    locations.write_text(created, "")  # only now is the split's skeleton complete
+    with locations.naming(target):  # a full disk or a read-only folder: say where
+        locations.rmtree(target)  # a skeleton half-made by a killed run
+        group = create_group(target)
+        create_array(group, "pis", (x.shape[0], *shape), np.dtype(dtype), x.shards[0], codec=PI_CODEC)
+        labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
+        labels[...] = source["y"][...]
+        locations.write_text(created, "")  # only now is the split's skeleton complete
 
 
 def pi_shape(x_shape: tuple[int, ...], modality: str, recipe: dict[str, Any]) -> tuple[int, int, int]:

@@ -34,7 +34,7 @@ def _fail(message: str) -> None:
 
 def describe_os_error(error: OSError) -> str:
     """One line for an OSError: where (the file, else the project code that was writing) and what to do."""
-    where = error.filename or f"a file written by {_project_frame(error)}"
+    where = _shown(error.filename) if error.filename else f"a file written by {_project_frame(error)}"
     reason = error.strerror or str(error)
     if error.errno == errno.ENOSPC:
         return f"{where}: no space left on device; free space on that disk and run the stage again"
@@ -48,12 +48,21 @@ def describe_os_error(error: OSError) -> str:
     return f"{where}: {reason}"
 
 
+def _shown(filename) -> str:
+    """A file name as the user knows it: relative to the stage's folder (the repository) when
+    inside it (workers are handed absolute paths)."""
+    path = Path(str(filename))
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return str(filename)
+
+
 def _project_frame(error: BaseException) -> str:
-    """`pipeline/x.py:N (function)`: the innermost frame of this project in the traceback."""
+    """`pipeline/x.py:N (function)`: the innermost frame of the project's code in the traceback."""
     found = "the stage (unknown place)"
     for frame in traceback.extract_tb(error.__traceback__):
         path = Path(frame.filename)
-        if path.is_relative_to(REPO):
+        if path.is_relative_to(REPO / "pipeline") or path.is_relative_to(REPO / "stages"):
             found = f"{path.relative_to(REPO)}:{frame.lineno} ({frame.name})"
     return found
 

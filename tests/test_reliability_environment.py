@@ -24,14 +24,16 @@ from stages._cli import describe_os_error, run
 
 
 def _one_line_error(main, capsys) -> str:
-    """Run a stage's main as its command does; return its single stderr line."""
+    """Run a stage's main as its command does; return its one error line (the last on stderr,
+    under a progress bar at most), with no traceback."""
     with pytest.raises(SystemExit) as exit_info:
         run(main)
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    assert err.startswith("error: ")
-    return err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0], err
+    return errors[0]
 
 
 def _params(workspace: Path, **overrides) -> None:
@@ -47,7 +49,7 @@ def test_full_disk_while_topology_writes_names_the_shard(workspace, capsys, monk
     put = local._put
 
     def full(path, value, exclusive=False):
-        if "pis" in Path(path).parts:  # a persistence-image shard: the disk is full
+        if "pis" in Path(path).parts and "c" in Path(path).parts:  # a persistence-image shard
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return put(path, value, exclusive=exclusive)
 
@@ -56,6 +58,18 @@ def test_full_disk_while_topology_writes_names_the_shard(workspace, capsys, monk
     assert "no space left on device" in err
     assert f"data{os.sep}.staging{os.sep}topology{os.sep}train.zarr{os.sep}pis{os.sep}c" in err
     assert not (workspace / "data" / "topology" / "stats.json").exists()
+
+
+def test_full_disk_while_creating_the_topology_stores_names_the_store(workspace, capsys, monkeypatch):
+    run(stages.prepare.main)
+    import zarr.storage._local as local
+
+    def full(path, value, exclusive=False):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(local, "_put", full)
+    err = _one_line_error(stages.topology.main, capsys)
+    assert "no space left on device" in err and f"topology{os.sep}train.zarr" in err
 
 
 def test_full_disk_while_prepare_writes_names_the_store(workspace, capsys, monkeypatch):
@@ -73,13 +87,13 @@ def test_full_disk_while_training_names_the_code_that_wrote(workspace, capsys, m
     """torch.save into an open file raises ENOSPC without a file name: the line names the writer."""
     run(stages.prepare.main)
     import pipeline.checkpoint
-    import stages.train_student
+    from stages import train_student
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(pipeline.checkpoint.torch, "save", full)
-    err = _one_line_error(stages.train_student.main, capsys)
+    err = _one_line_error(train_student.main, capsys)
     assert "no space left on device" in err and "pipeline/checkpoint.py" in err
 
 
@@ -164,16 +178,19 @@ def test_unreachable_dask_scheduler_names_the_key(workspace, capsys, monkeypatch
     assert f"topology.scheduler {address}: cannot connect" in err
 
 
-def test_os_errors_without_a_file_name_name_the_project_code():
-    def write_checkpoint():
+def test_os_errors_without_a_file_name_name_the_project_code(tmp_path, monkeypatch):
+    from pipeline.store import write_json
+
+    def full(self, text, *args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    monkeypatch.setattr(Path, "write_text", full)
     try:
-        write_checkpoint()
+        write_json(tmp_path / "x.json", {"a": 1})
     except OSError as error:
         line = describe_os_error(error)
-    assert line.startswith("a file written by tests/test_reliability_environment.py:")
-    assert "(write_checkpoint): no space left on device" in line
+    assert line.startswith("a file written by pipeline/store.py:")
+    assert "(write_json): no space left on device" in line
     refused = describe_os_error(ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"))
     assert "cannot connect (Connection refused)" in refused
 
