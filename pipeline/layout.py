@@ -10,6 +10,7 @@ from pathlib import Path
 
 DATA = Path("data")
 
+SOURCE = DATA / "source.json"           # source: fingerprint of the files under data.root
 PREPARED = DATA / "prepared"            # prepare: {train,test}.zarr of raw inputs
 TOPOLOGY = DATA / "topology"            # topology: {train,test}.zarr of persistence images
 MODELS = DATA / "models"                # <model>/{last,best}.pt, summary.json

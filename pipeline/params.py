@@ -130,9 +130,10 @@ class SignalRecipe(Section):
 class TopologyParams(Section):
     engine: str
     n_jobs: int
-    shards_per_task: int = Field(gt=0)
+    shards_per_task: Optional[int] = Field(gt=0)  # null: about three tasks per worker
     backend: Literal["loky", "dask"]
     scheduler: Optional[str]
+    dtype: Literal["float32", "float16"]  # stored PIs; the engine computes in float64
     image: ImageRecipe
     signal: SignalRecipe
 
@@ -355,6 +356,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate params.yaml (every section, so a typo anywhere fails early)."""
     return validate(read_yaml(path), str(path))
+
+
+def load_section(name: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """One section of params.yaml validated on its own, as `section` returns it. The data
+    stages (prepare, topology) use it: validating `models` and `distill` imports torch."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if name not in raw:
+        raise ParamsError(f"{path}: missing section {name} (every key must be given in the file)")
+    model = Params.model_fields[name].annotation
+    return validate_section(model, raw[name], str(path), (name,)).model_dump(by_alias=True)
 
 
 def section(params: Params, name: str) -> dict[str, Any]:

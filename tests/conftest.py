@@ -24,6 +24,7 @@ TINY_PARAMS = {
              "limit_test": 60, "skip_corrupt": False, "shard_size": 64},
     "topology": {
         "engine": "fast", "n_jobs": 1, "shards_per_task": 1, "backend": "loky", "scheduler": None,
+        "dtype": "float32",
         "image": {"filtrations": ["sequence"], "threshold": 0.02, "resolution": 50, "sigma": 0.01,
                   "birth_range": [0.0, 0.3], "pers_range": [0.0, 0.3], "orders": ["row", "column"],
                   "cubical_range": [0.0, 1.0], "normalize": True, "min_max": 1e-8},
