@@ -16,6 +16,11 @@ Subcommands:
                      the engine alone on the same images and workers: seconds and the ratio.
   ddp                ms per training step (forward, backward, optimiser) of a model on one
                      global batch: 1 process vs N gloo processes (DistributedDataParallel).
+  train              ms per training image: the project's loop vs a bare PyTorch loop, for
+                     the student alone and for tgd with the teachers running or cached; the
+                     teachers' share of a step (pipeline.bench_train).
+  layout             the PI teacher's training step and forward pass on contiguous (NCHW) vs
+                     channels-last (NHWC) persistence images (train.channels_last).
 """
 from __future__ import annotations
 
@@ -594,6 +599,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20, help="timed steps (median; default 20)")
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="world sizes (default 1 2)")
     p.add_argument("--channels", type=int, default=3, help="input channels (default 3: CIFAR-like)")
+    p = sub.add_parser("train", help="the project's training loop vs a bare loop; tgd cached vs uncached")
+    p.add_argument("--config", default="paper", choices=["paper", "default"],
+                   help="paper: wrn16_3 teachers, wrn16_1 student, 3x32x32 + 6x50x50 (default); "
+                        "default: params.yaml's digits sizes")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--n", type=int, default=384, help="random training images per run (default 384)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of every row (median, range; default 3)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="torch thread counts, each a table (default 1)")
+    p = sub.add_parser("layout", help="PI teacher: NCHW vs channels-last persistence images")
+    p.add_argument("--config", default="paper", choices=["paper", "default"])
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
+    p.add_argument("--n", type=int, default=256, help="PIs per run (default 256)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per layout (median, range; default 3)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     try:
         _dispatch(parser, args)
@@ -612,6 +632,19 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     elif args.command == "topology-backends":
         print_topology_backends(run_topology_backends(args.n, args.tar, args.root, args.workers, args.shard_size,
                                                       args.engine))
+    elif args.command == "layout":
+        import torch
+
+        from pipeline.bench_train import print_layout, run_layout
+
+        torch.set_num_threads(args.threads)
+        print_layout(run_layout(args.config, args.batch, args.n, args.repeat))
+    elif args.command == "train":
+        from pipeline.bench_train import print_train, run_train
+
+        if args.n <= args.batch:
+            parser.error("--n must exceed --batch (the project figure subtracts one batch's run)")
+        print_train(run_train(args.config, args.batch, args.n, args.repeat, args.threads))
     elif args.command == "topology-signals":
         print_topology_signals(run_topology_signals(args.repeat))
     elif args.command == "ddp":

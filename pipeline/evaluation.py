@@ -30,7 +30,7 @@ TIMING_KEYS = ("torch_b1_ms", "onnx_b1_ms", "onnx_b64_ms")            # -> timin
 
 
 def model_names(params: Params) -> list[str]:
-    return [*layout.TEACHERS, *layout.student_names(params.distill.methods)]
+    return [*layout.TEACHER_MODELS, *layout.student_names(params.distill.methods)]
 
 
 def prediction_metrics(model: nn.Module, x01: Tensor, y: Tensor, num_classes: int,

@@ -121,7 +121,7 @@ def onnx_latency_ms(path: str | Path, input_shape: tuple[int, ...], batch: int, 
 def model_names(params: Params) -> list[str]:
     """The models the stage exports: every student, the teachers when `export.teachers`."""
     students = layout.student_names(params.distill.methods)
-    return [*layout.TEACHERS, *students] if params.export.teachers else students
+    return [*layout.TEACHER_MODELS, *students] if params.export.teachers else students
 
 
 def _test_input(inputs: Inputs, key: str) -> Tensor:

@@ -13,6 +13,7 @@ DATA = Path("data")
 SOURCE = DATA / "source.json"           # source: fingerprint of the files under data.root
 PREPARED = DATA / "prepared"            # prepare: {train,test}.zarr of raw inputs
 TOPOLOGY = DATA / "topology"            # topology: {train,test}.zarr of persistence images
+TEACHERS = DATA / "teachers"            # teachers: train.zarr of the frozen teachers' outputs
 MODELS = DATA / "models"                # <model>/{last,best}.pt, summary.json
 METHOD_PARAMS = DATA / "method_params"  # <method>.json: the distill keys each method reads
 LIVE = DATA / "live"                    # DVCLive per-epoch logs, one folder per model
@@ -27,10 +28,11 @@ PLOTS = DATA / "plots"                  # figures and the tables dvc.yaml's top-
 # Outside every stage's outputs (DVC deletes outputs before a stage runs): resumable state.
 RESUME = DATA / ".resume"               # training: <model>.pt after each epoch
 STAGING = DATA / ".staging"             # topology: shards computed so far
+TEACHERS_STAGING = STAGING / "teachers" # teachers: epochs computed so far
 ROOT_CACHE = DATA / ".cache" / "roots"  # remote data.root copies
 
 
-TEACHERS = ("teacher_image", "teacher_topology")  # teacher 1 (raw inputs), teacher 2 (PIs)
+TEACHER_MODELS = ("teacher_image", "teacher_topology")  # teacher 1 (raw inputs), teacher 2 (PIs)
 
 
 def student_names(methods: list[str]) -> list[str]:

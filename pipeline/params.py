@@ -7,7 +7,7 @@ differs from the file. Every section forbids unknown keys (a typo such as
 
 The `distill` section is gathered from the method registry: each method class declares the
 hyperparameters it reads (pipeline.distill), and the section's schema is their union plus
-`methods` and `anneal`. Stages receive the validated models, never dicts.
+`methods`, `anneal` and `teacher_cache`. Stages receive the validated models, never dicts.
 
     python -m pipeline.params preset presets/paper-cifar10.yaml   # prints -S flags for dvc exp run
 """
@@ -186,6 +186,10 @@ class TrainParams(Section):
     device: Literal["auto", "cpu", "cuda"]
     num_workers: int = Field(ge=0)
     nproc: int = Field(gt=0)  # processes (ranks) on this node; > 1 relaunches under torchrun
+    threads: int = Field(ge=0)  # torch threads per process; 0 = torch's default (pipeline.runtime)
+    channels_last: bool         # persistence images in NHWC memory
+    amp: bool                   # bf16 autocast of the forward passes on CUDA (ignored on CPU)
+    compile: bool               # torch.compile the models
 
     @model_validator(mode="after")
     def _milestones(self) -> "TrainParams":
@@ -201,6 +205,7 @@ class DistillBase(Section):
 
     methods: list[str]
     anneal: bool  # initialise students from the scratch student
+    teacher_cache: bool  # read the teachers stage's stored outputs when exact (pipeline.teacher_cache)
 
     @field_validator("methods")
     @classmethod

@@ -17,7 +17,8 @@ from pipeline.errors import CheckpointError
 from pipeline.inputs import Inputs, load_inputs
 from pipeline.models import build_model
 from pipeline.params import Params
-from pipeline.runtime import fingerprint, seed_everything, select_device
+from pipeline.runtime import (fingerprint, prepare_inputs, prepare_models, seed_everything, select_device,
+                              set_threads)
 from pipeline.store import write_json
 from pipeline.train import RunSpec, fit
 
@@ -55,6 +56,7 @@ def start(params: Params) -> torch.device:
     """Run set-up of a training stage: seeds, then the device; under torchrun, joins the
     process group first (nccl on GPUs, one GPU per local rank; gloo on CPU)."""
     seed_everything(params.train.seed)
+    set_threads(params.train)
     return distributed.setup(select_device(params.train.device))
 
 
@@ -65,8 +67,9 @@ def _train_alone(name: str, arch: str, input_key: str, params: Params) -> dict[s
     meta = model_meta(arch, inputs, input_key)
     model = build_model(arch, meta["in_channels"], meta["num_classes"], dims=meta["dims"])
     method = build_method("scratch", model, {}, input_key=input_key).to(device)
+    prepare_models([model], params.train, device)  # amp, compile
     spec = run_spec(name, meta, params.train.model_dump(), input_identity(STORES[input_key]))
-    return fit(method, inputs.to(device), params.train, spec, device)
+    return fit(method, prepare_inputs(inputs, params.train).to(device), params.train, spec, device)
 
 
 def train_teacher(kind: str, params: Params) -> dict[str, Any]:
@@ -107,18 +110,25 @@ def initial_student(params: Params, meta: dict[str, Any]) -> tuple[torch.nn.Modu
 
 def distill(method_name: str, params: Params) -> dict[str, Any]:
     """A student distilled from the frozen teachers with `method_name` (kd, sp, tgd, tpkd, ...)."""
+    from pipeline import teacher_cache  # here, not at the top: teacher_cache imports this module
+
     device = start(params)
-    inputs = load_run_inputs(("x", "pi"))
+    feed = teacher_cache.feed_for(method_name, params, device)  # None: the teachers run (logged)
+    inputs = load_run_inputs(("x",) if feed else ("x", "pi"))  # cached: no PIs needed
     meta = model_meta(params.models.student, inputs, "x")
     teachers = load_teachers(params, meta["num_classes"])
     student, init = initial_student(params, meta)
     method: Method = build_method(method_name, student, {k: m for k, (m, _) in teachers.items()},
                                   params.distill)
+    if feed:  # the teachers do not run: batches carry their stored outputs, no PIs
+        method.inputs = ("x",)
+    prepare_models([student, *method.teachers.values()], params.train, device)  # amp, compile
     teacher_ids = [m.get("fingerprint") for _, m in teachers.values()]
     spec = run_spec(method_name, {**meta, "method": method_name, "init": init},
                     params.train.model_dump(), params.distill.model_dump(by_alias=True), teacher_ids,
                     input_identity(STORES["x"]), input_identity(STORES["pi"]))
-    return fit(method.to(device), inputs.to(device), params.train, spec, device)
+    inputs = prepare_inputs(inputs, params.train).to(device)
+    return fit(method.to(device), inputs, params.train, spec, device, teacher_feed=feed)
 
 
 def write_method_params(params: Params) -> dict[str, dict[str, Any]]:

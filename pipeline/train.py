@@ -86,6 +86,9 @@ class Trainer:
     ddp: nn.Module | None            # the student in DistributedDataParallel; None alone
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    # the teacher cache (pipeline.teacher_cache): feed(epoch, step, index) -> the batch's stored
+    # teacher outputs, put in batch["teachers"]; None: the method runs its teachers
+    teacher_feed: Callable[[int, int, Tensor], Any] | None = None
 
     @property
     def main(self) -> bool:
@@ -217,8 +220,11 @@ def _epoch_batches(trainer: Trainer, epoch: int):
     do_augment = train.augment and inputs.modality == "image"
     augment = (lambda x: augment_images(x, generator)) if do_augment else None  # noqa: E731
     for start in range(0, n, train.batch_size):
-        yield make_batch(inputs, "train", order[start:start + train.batch_size],
-                         trainer.method.inputs, augment)
+        batch = make_batch(inputs, "train", order[start:start + train.batch_size],
+                           trainer.method.inputs, augment)
+        if trainer.teacher_feed is not None:  # the teachers' outputs stored for this very batch
+            batch["teachers"] = trainer.teacher_feed(epoch, start // train.batch_size, batch["index"])
+        yield batch
 
 
 def train_epoch(trainer: Trainer, epoch: int) -> tuple[int, dict[str, float], dict[str, float]]:
@@ -392,18 +398,19 @@ def finish(trainer: Trainer, progress: Progress) -> dict[str, Any]:
 
 
 def make_trainer(method: nn.Module, inputs: Inputs, train: TrainParams, spec: RunSpec,
-                 device: torch.device) -> Trainer:
+                 device: torch.device, teacher_feed: Callable | None = None) -> Trainer:
     optimizer = make_optimizer(list(method.student_parameters()), train)
     return Trainer(method, inputs, train, spec, distributed.context(),
                    distributed.wrap(method.student, device), optimizer,
-                   make_scheduler(optimizer, train))
+                   make_scheduler(optimizer, train), teacher_feed)
 
 
 def fit(method: nn.Module, inputs: Inputs, train: TrainParams, spec: RunSpec,
-        device: torch.device) -> dict[str, Any]:
+        device: torch.device, teacher_feed: Callable | None = None) -> dict[str, Any]:
     """Train `method.student` for `train.epochs` epochs; write checkpoints, live logs and the
-    summary. Under torchrun every rank calls it (DDP; rank 0 writes)."""
-    trainer = make_trainer(method, inputs, train, spec, device)
+    summary. Under torchrun every rank calls it (DDP; rank 0 writes). `teacher_feed`: the
+    teacher cache's outputs per batch (pipeline.teacher_cache), read instead of the teachers."""
+    trainer = make_trainer(method, inputs, train, spec, device, teacher_feed)
     progress = restore(trainer)
     live = _open_live(trainer, progress.history)
     for epoch in range(progress.next_epoch, train.epochs):

@@ -50,8 +50,10 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "method_params", "distill@kd", "distill@tgd", "export", "evaluate"):
+                  "train_student", "teachers", "method_params", "distill@kd", "distill@tgd", "export",
+                  "evaluate"):
         assert f"Running stage '{stage}'" in first
+    assert "tgd: teacher outputs from data/teachers" in first  # the distill stages read the cache
     metrics = json.loads((project / "data/metrics/evaluate.json").read_text())
     assert {"tgd_acc", "kd_acc", "scratch_acc", "teacher_topology_acc"} <= set(metrics)
     assert (project / "data/export/tgd/model.onnx").stat().st_size > 10_000
@@ -73,11 +75,13 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
     second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.alpha=0.5")
     # alpha is read by tgd (and tpkd), never by kd: only tgd's student is trained again.
+    # ... and no teacher runs: the teachers stage is not re-run, distill@tgd reads its outputs.
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "distill@kd"):
+                  "train_student", "teachers", "distill@kd"):
         assert f"Running stage '{stage}'" not in second, stage
     for stage in ("method_params", "distill@tgd", "export", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
+    assert "tgd: teacher outputs from data/teachers" in second
 
     # Both runs with their metrics: the baseline commit's and the experiment's own (its commit
     # must carry data/metrics, which DVC keeps in Git), not just the workspace's.

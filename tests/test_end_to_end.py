@@ -17,6 +17,7 @@ from pipeline.export import export_all
 from pipeline.layout import EVALUATE_METRICS as METRICS, REPORT
 from pipeline.runs import distill, train_student, train_teacher
 from pipeline.store import read_split, split_path
+from pipeline.teacher_cache import cache_teachers
 from pipeline.topology_job import compute_topology
 from tests.conftest import tiny_params
 
@@ -27,6 +28,7 @@ def run_dag(workspace) -> dict:
     compute_topology(PREPARED, TOPOLOGY, section(params, "topology"))
     summaries = {f"teacher_{k}": train_teacher(k, params) for k in ("image", "topology")}
     summaries["scratch"] = train_student(params)
+    summaries["teachers"] = cache_teachers(params)
     for method in params.distill.methods:
         summaries[method] = distill(method, params)
     export_all(params)

@@ -118,7 +118,7 @@ def test_unknown_section_is_named():
 
 def test_distill_schema_is_gathered_from_the_methods():
     fields = {f.alias or n for n, f in schema().model_fields["distill"].annotation.model_fields.items()}
-    assert fields == {"methods", "anneal", "lambda", "temperature", "kl_reduction", "alpha", "gamma", "beta"}
+    assert fields == {"methods", "anneal", "teacher_cache", "lambda", "temperature", "kl_reduction", "alpha", "gamma", "beta"}
 
 
 def test_milestones_must_lie_inside_the_run():

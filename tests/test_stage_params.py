@@ -31,6 +31,6 @@ def test_dvc_yaml_wires_each_method_to_its_own_file():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     distill = stages["distill"]["do"]
     assert "data/method_params/${item}.json" in distill["deps"]
-    assert [p for p in distill["params"] if str(p).startswith("distill")] == ["distill.anneal"]
+    assert [p for p in distill["params"] if str(p).startswith("distill")] == ["distill.anneal", "distill.teacher_cache"]
     assert stages["method_params"]["params"] == ["distill"]
     assert stages["method_params"]["outs"] == ["data/method_params"]

@@ -15,7 +15,11 @@ A Method holds the student and its frozen teachers and declares, as class attrib
 already-weighted scalar loss; the loop sums them and logs each name per epoch. A method reports
 anything else worth logging (e.g. a share of a merged map) with ``self.diagnose(name, value)``:
 diagnostics are logged per epoch (as ``<model>_<name>``) but never summed into the loss.
-Teacher outputs are obtained in one place, ``self.teacher(key, batch)``.
+Teacher outputs are obtained in one place, ``self.teacher(key, batch)``; what the teacher cache
+can store (logits, per-group B x B maps) through ``self.teacher_outputs(key, batch, kind)``,
+which reads it from ``batch["teachers"]`` when the training loop put it there
+(pipeline.distill.teacher_outputs, pipeline.teacher_cache). A method lists what it reads that
+way in ``cache_reads``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pipeline.errors import ParamsError
 from pipeline.params import Section, validate_section
 
 from .losses import kd_kl
+from .teacher_outputs import teacher_outputs
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -97,6 +102,9 @@ class Method(nn.Module):
     teacher_keys: ClassVar[tuple[str, ...]] = ()
     inputs: tuple[str, ...] = ("x",)
     params_model: ClassVar[type[Section]] = NoParams
+    # What forward reads through teacher_outputs ("logits", "gram", "corr"): the teachers stage
+    # stores exactly these; () = not cacheable, the teachers always run.
+    cache_reads: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, student: nn.Module, teachers: Mapping[str, nn.Module], hparams: BaseModel):
         super().__init__()
@@ -133,6 +141,12 @@ class Method(nn.Module):
         if t.training:
             t.eval()
         return t(self.batch_item(batch, TEACHER_INPUTS[key]))
+
+    def teacher_outputs(self, key: str, batch: Mapping[str, Any],
+                        kind: str | None = None) -> tuple[Tensor, list[Tensor] | None]:
+        """Teacher `key`'s logits and, for `kind` "gram" or "corr", its per-group B x B maps of
+        this batch: stored ones (the teacher cache) when the batch carries them, else computed."""
+        return teacher_outputs(self, batch, key, kind)
 
     def diagnose(self, name: str, value: Tensor | float) -> None:
         """Record a per-batch diagnostic: logged per epoch (the batch-size-weighted mean), never

@@ -13,9 +13,10 @@ class KD(LogitKDMixin, Method):
     teacher_keys = ("image",)
     inputs = ("x",)
     params_model = LogitParams
+    cache_reads = ("logits",)
 
     def forward(self, batch):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, _ = self.student(x)
-        z1, _ = self.teacher("image", batch)
+        z1, _ = self.teacher_outputs("image", batch)
         return zs, {"ce": self.ce(zs, y), "kd": self.hparams.lambda_ * self.kl(zs, z1)}

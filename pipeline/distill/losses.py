@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -33,7 +34,10 @@ def kd_kl(zs: Tensor, zt: Tensor, temperature: float, reduction: str = "batchmea
 
 
 def flatten(f: Tensor) -> Tensor:
-    """(B, ...) -> (B, D)."""
+    """(B, ...) -> (B, D), the features in memory order: a view, not a copy, for channels-last
+    maps. G and the correlation map sum over the features, so their order does not matter."""
+    if f.dim() == 4 and not f.is_contiguous() and f.is_contiguous(memory_format=torch.channels_last):
+        f = f.permute(0, 2, 3, 1)
     return f.reshape(f.shape[0], -1)
 
 

@@ -21,10 +21,11 @@ class SP(LogitKDMixin, Method):
     teacher_keys = ("image",)
     inputs = ("x",)
     params_model = SPParams
+    cache_reads = ("gram",)
 
     def forward(self, batch):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, fs = self.student(x)
-        _, f1 = self.teacher("image", batch)
-        sim = sp_loss(similarity_maps(fs), similarity_maps(f1))
+        _, g1 = self.teacher_outputs("image", batch, "gram")
+        sim = sp_loss(similarity_maps(fs), g1)
         return zs, {"ce": self.ce(zs, y), "sim": self.hparams.gamma * sim}

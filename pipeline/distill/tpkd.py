@@ -13,7 +13,7 @@ and its reasons are in docs/methods.md.
 from __future__ import annotations
 
 from .base import NonNegative, register
-from .losses import orth_loss
+from .losses import correlation_map, sp_loss
 from .tgd import TwoTeacherMethod, TwoTeacherParams
 
 
@@ -24,8 +24,10 @@ class TPKDParams(TwoTeacherParams):
 @register("tpkd")
 class TPKD(TwoTeacherMethod):
     params_model = TPKDParams
+    maps = "corr"
+    cache_reads = ("logits", "corr")
 
     def forward(self, batch):
-        zs, fs, f1, f2, ce, kd = self.run_all(batch)
-        orth = orth_loss(fs, f1, f2, self.hparams.alpha)
+        zs, fs, merged, ce, kd = self.run_all(batch)
+        orth = sp_loss([correlation_map(f) for f in fs], merged)  # = losses.orth_loss
         return zs, {"ce": ce, "kd": kd, "orth": self.hparams.beta * orth}
