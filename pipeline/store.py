@@ -2,7 +2,8 @@
 
 One store per split (`<dir>/<split>.zarr`), a zarr group holding named arrays whose first axis
 is the sample. Arrays are sharded along that axis (`shard_size` samples per file), so a split of
-50,000 samples is a handful of files and `dvc status` stays fast (DESIGN.md). Zarr rewrites a
+50,000 samples is a handful of files and `dvc status` stays fast (one file per sample made it take
+half a minute). Zarr rewrites a
 whole shard when any part of it is written, so parallel writers must each own whole shards:
 arrays are created once by the parent and workers write `shard_slices` of them.
 
