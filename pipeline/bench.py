@@ -10,6 +10,10 @@ Subcommands:
   topology-backends  the topology stage (compute_topology) on N images with joblib's loky
                      backend vs a Dask LocalCluster, same worker count: seconds, ratio, and
                      whether the outputs are byte-identical.
+  topology-codecs    one shard of persistence images written and read with each codec (none, lz4 +
+                     shuffle, zstd) and dtype (float32, float16): seconds, size, write/compute ratio.
+  topology-stage     the prepare and topology stages (as DVC runs them) on an imagefolder tree, then
+                     the engine alone on the same images and workers: seconds and the ratio.
   ddp                ms per training step (forward, backward, optimiser) of a model on one
                      global batch: 1 process vs N gloo processes (DistributedDataParallel).
   train              ms per training image: the project's loop vs a bare PyTorch loop, for
@@ -38,8 +42,16 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-CIFAR_TAR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
-DEFAULT_CIFAR_TAR = CIFAR_TAR if CIFAR_TAR.exists() else Path("/work/shared/datasets/cifar10-jpeg.tar.gz")
+REPO = Path(__file__).resolve().parents[1]
+# The documented data locations, relative to the repository (README.md, docs/results.md): the
+# shared tarball, and the tree unpacked from it into the git-ignored data/raw/.
+CIFAR_TAR_RELATIVE = "../shared/datasets/cifar10-jpeg.tar.gz"
+CIFAR_ROOT_RELATIVE = "data/raw/cifar10-jpeg"
+DEFAULT_CIFAR_TAR = REPO / CIFAR_TAR_RELATIVE
+
+
+class BenchDataMissing(Exception):
+    """The benchmark's data is not where it was asked for or documented: one line for the user."""
 
 
 def load_cifar_test_images(n: int, path: str | Path = DEFAULT_CIFAR_TAR) -> np.ndarray:
@@ -57,7 +69,21 @@ def load_cifar_test_images(n: int, path: str | Path = DEFAULT_CIFAR_TAR) -> np.n
             with Image.open(io.BytesIO(tar.extractfile(m).read())) as im:
                 out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
     if len(out) < n:
-        raise FileNotFoundError(f"{path} holds only {len(out)} test JPEGs, {n} asked")
+        raise BenchDataMissing(f"{path} holds only {len(out)} test JPEGs, {n} asked")
+    return np.stack(out)
+
+
+def load_folder_test_images(n: int, root: str | Path) -> np.ndarray:
+    """The same images from the unpacked tree: the first n of root/test/<class>/*.jpg by path."""
+    from PIL import Image
+
+    files = sorted(Path(root, "test").glob("*/*.jpg"), key=lambda p: p.relative_to(root).as_posix())[:n]
+    if len(files) < n:
+        raise BenchDataMissing(f"{Path(root, 'test')} holds only {len(files)} JPEGs in class folders, {n} asked")
+    out = []
+    for file in files:
+        with Image.open(file) as im:
+            out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
     return np.stack(out)
 
 
@@ -68,14 +94,31 @@ def load_digits_images(n: int) -> np.ndarray:
     return load_dataset({"name": "digits", "split_seed": 0, "test_fraction": 0.2}).splits["train"].x[:n]
 
 
-def bench_images(n: int, data: str | Path | None) -> tuple[np.ndarray, str]:
-    path = Path(data) if data else DEFAULT_CIFAR_TAR
-    if path.exists():
-        return load_cifar_test_images(n, path), f"CIFAR-10 test, first {n} JPEGs of {path}"
-    print(f"NOTE: {path} not found: falling back to sklearn digits upsampled to 32x32 (1 channel)",
-          file=sys.stderr)
-    x = load_digits_images(n)
-    return x, f"sklearn digits x{len(x)} upsampled to 32x32, 1 channel (CIFAR tar {path} missing)"
+def cifar_source(tar: str | None, root: str | None) -> tuple[str, Path]:
+    """("tar" | "root", path) of the CIFAR-10 JPEGs: --root, --tar, or the documented tarball."""
+    if root:
+        if not Path(root, "test").is_dir():
+            raise BenchDataMissing(f"--root {root}: no test/ folder there (expected the cifar10-jpeg tree: "
+                                   "train/<class>/*.jpg, test/<class>/*.jpg)")
+        return "root", Path(root)
+    if tar:
+        if not Path(tar).is_file():
+            raise BenchDataMissing(f"--tar {tar}: no such file")
+        return "tar", Path(tar)
+    if DEFAULT_CIFAR_TAR.is_file():
+        return "tar", DEFAULT_CIFAR_TAR
+    raise BenchDataMissing(f"the CIFAR-10 JPEGs are not at {CIFAR_TAR_RELATIVE} (relative to the repository): "
+                           "pass --tar PATH/cifar10-jpeg.tar.gz or --root PATH/cifar10-jpeg")
+
+
+def bench_images(n: int, tar: str | None = None, root: str | None = None) -> tuple[np.ndarray, str]:
+    """The first n CIFAR-10 test images and a description that names where they came from as given
+    (the documented relative location when defaulted), never as this machine's absolute path."""
+    kind, path = cifar_source(tar, root)
+    shown = (root or tar) if (root or tar) else CIFAR_TAR_RELATIVE
+    if kind == "root":
+        return load_folder_test_images(n, path), f"CIFAR-10 test, first {n} JPEGs of {shown}"
+    return load_cifar_test_images(n, path), f"CIFAR-10 test, first {n} JPEGs of {shown}"
 
 
 @contextlib.contextmanager
@@ -137,7 +180,8 @@ def floor_counts(images: np.ndarray, recipe: dict) -> tuple[int, int]:
     return int(((peaks < recipe["min_max"]) & nonempty).sum()), len(peaks)
 
 
-def run_topology(n: int, data: str | Path | None, repeat: int = 3, filtration: str = "sequence") -> dict:
+def run_topology(n: int, tar: str | None = None, root: str | None = None, repeat: int = 3,
+                 filtration: str = "sequence") -> dict:
     """Both engines on the same images with one recipe (the published topology.image recipe
     with filtrations = [filtration]), one core each."""
     from pipeline.topology import IMAGE_RECIPE
@@ -145,7 +189,7 @@ def run_topology(n: int, data: str | Path | None, repeat: int = 3, filtration: s
     from pipeline.topology import persistence_images
 
     recipe = {**IMAGE_RECIPE, "filtrations": [filtration]}
-    images, source = bench_images(n, data)
+    images, source = bench_images(n, tar, root)
     grid, tables, ref_diagrams, fast_diagrams = _recipe_parts(images, filtration, recipe)
     res: dict = {"source": source, "n": len(images), "filtration": filtration, "resolution": grid.resolution}
 
@@ -187,7 +231,8 @@ def print_topology(r: dict) -> None:
     print(f"  max |ripser - fast| over all PIs: {r['max_abs_diff']:.3g}")
 
 
-def run_topology_floor(prepared: str | Path | None, n: int, data: str | Path | None) -> dict:
+def run_topology_floor(prepared: str | Path | None, n: int, tar: str | None = None,
+                       root: str | None = None) -> dict:
     """PIs the min_max floor zeroes, per filtration, over a prepared store's images (both splits)
     or the first n benchmark images."""
     from pipeline.store import SPLITS
@@ -199,7 +244,7 @@ def run_topology_floor(prepared: str | Path | None, n: int, data: str | Path | N
         res["source"] = f"{prepared} ({' + '.join(str(a.shape[0]) for a in arrays)} images)"
         blocks = [a[part] for a in arrays for part in shard_slices(a.shape[0], 4096)]
     else:
-        images, res["source"] = bench_images(n, data)
+        images, res["source"] = bench_images(n, tar, root)
         blocks = [images]
     for filtration in ("sequence", "cubical"):
         recipe = {**IMAGE_RECIPE, "filtrations": [filtration]}
@@ -249,8 +294,8 @@ def print_topology_signals(r: dict) -> None:
     print(f"  max |ripser - fast| over all PIs: {r['max_abs_diff']:.3g}")
 
 
-def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, shard_size: int = 0,
-                          engine: str = "fast") -> dict:
+def run_topology_backends(n: int, tar: str | None = None, root: str | None = None, workers: int = 2,
+                          shard_size: int = 0, engine: str = "fast") -> dict:
     """compute_topology on the same prepared store with loky and with a Dask LocalCluster."""
     import tempfile
 
@@ -258,7 +303,7 @@ def run_topology_backends(n: int, data: str | Path | None, workers: int = 2, sha
     from pipeline.store import SPLITS, split_path, tree_digest, write_split
     from pipeline.topology_job import compute_block, compute_topology
 
-    images, source = bench_images(n, data)
+    images, source = bench_images(n, tar, root)
     labels = np.zeros(len(images), np.int64)
     shard_size = shard_size or max(1, -(-len(images) // (4 * workers)))  # ~4 tasks per worker
     res: dict = {"source": source, "n": len(images), "workers": workers, "shard_size": shard_size,
@@ -293,6 +338,159 @@ def print_topology_backends(r: dict) -> None:
         print(f"  {label:<28}{r[backend + '_s']:>10.2f}{r[backend + '_parallel_s']:>12.2f}{per:>10.2f}")
     print(f"  dask / loky (stage): {r['ratio']:.2f}x; outputs byte-identical: {r['identical']}")
     print("  (parallel s includes starting the workers: loky's pool, or the Dask cluster)")
+
+
+def run_topology_codecs(n: int, tar: str | None = None, root: str | None = None, repeat: int = 3) -> dict:
+    """Writing and reading one shard of n persistence images with each codec and dtype, against
+    the engine's time to compute them (one core)."""
+    import shutil
+    import tempfile
+
+    from pipeline.params import TopologyParams
+    from pipeline.store import create_array, create_group
+    from pipeline.topology_job import compute_block
+
+    images, source = bench_images(n, tar, root)
+    recipe = TopologyParams().model_dump()["image"]
+    res: dict = {"source": source, "n": n, "rows": []}
+    with one_core():
+        compute_block(images[:2], "image", "fast", recipe)  # numba's cache and the grid tables
+        pis, res["compute_s"] = _timed(lambda: compute_block(images, "image", "fast", recipe), repeat)
+        with tempfile.TemporaryDirectory(prefix="bench-codecs-") as tmp:
+            for dtype in ("float32", "float16"):
+                values = pis.astype(dtype)
+                for codec, chunk in (("none", n), ("none", 256), ("lz4", 256), ("zstd", 256)):
+                    store = Path(tmp) / "pis.zarr"
+                    writes, reads = [], []
+                    for _ in range(repeat):
+                        shutil.rmtree(store, ignore_errors=True)
+                        array = create_array(create_group(store), "pis", values.shape, values.dtype, n,
+                                             codec=codec, chunk_samples=chunk)
+                        started = time.perf_counter()
+                        array[...] = values
+                        writes.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        assert np.array_equal(array[...], values)
+                        reads.append(time.perf_counter() - started)
+                    size = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+                    res["rows"].append({"dtype": dtype, "codec": codec, "chunk": chunk, "write_s": min(writes),
+                                        "read_s": min(reads), "bytes": size, "raw": values.nbytes})
+    return res
+
+
+def print_topology_codecs(r: dict) -> None:
+    print(f"persistence-image codecs: {r['source']}; one shard of {r['n']} images, best of runs, one core; "
+          f"computing them: {r['compute_s']:.2f} s")
+    print(f"  {'dtype':<8}{'codec':<6}{'chunk':>6}{'write s':>9}{'read s':>8}{'write/compute':>15}{'MB':>8}{'size':>7}")
+    for row in r["rows"]:
+        print(f"  {row['dtype']:<8}{row['codec']:<6}{row['chunk']:>6}{row['write_s']:>9.3f}{row['read_s']:>8.3f}"
+              f"{row['write_s'] / r['compute_s']:>15.2f}{row['bytes'] / 1e6:>8.1f}{row['bytes'] / row['raw']:>7.2f}")
+
+
+def _engine_only(block: np.ndarray, engine: str, recipe: dict) -> float:
+    """The engine's work on one shard with nothing stored; returns the worker's CPU seconds."""
+    from pipeline.topology_job import compute_block
+
+    started = time.process_time()
+    compute_block(block, "image", engine, recipe)
+    return time.process_time() - started
+
+
+def _engine_alone(prepared: Path, engine: str, workers: int) -> tuple[float, float]:
+    """(wall, CPU) seconds for the engine to compute every prepared image's PIs on `workers`
+    warm loky processes, shard by shard, storing nothing: the stage's floor."""
+    import joblib
+
+    from pipeline.params import TopologyParams
+    from pipeline.store import SPLITS, open_split, shard_slices, split_path
+
+    recipe = TopologyParams().model_dump()["image"]
+    blocks = []
+    for split in SPLITS:
+        x = open_split(split_path(prepared, split))["x"]
+        values = x[...]
+        blocks += [values[part] for part in shard_slices(len(values), x.shards[0])]
+    with joblib.parallel_config(backend="loky", n_jobs=workers, inner_max_num_threads=1), \
+            joblib.Parallel() as parallel:
+        parallel(joblib.delayed(_engine_only)(blocks[0][:8], engine, recipe) for _ in range(4 * workers))
+        started = time.perf_counter()
+        cpu = sum(parallel(joblib.delayed(_engine_only)(block, engine, recipe) for block in blocks))
+        return time.perf_counter() - started, cpu
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_stage(workspace: Path, stage: str) -> tuple[float, float, str]:
+    """`python -m stages.<stage>` as DVC runs it: (wall s, CPU s of it and its workers, last line)."""
+    import subprocess
+
+    started, cpu = time.perf_counter(), _children_cpu()
+    done = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=workspace, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    if done.returncode:
+        raise RuntimeError(f"stages.{stage} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return seconds, cpu, done.stdout.strip().splitlines()[-1]
+
+
+def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | None = None,
+                       limit_test: int | None = None, dtype: str = "float32", engine: str = "fast",
+                       repeat: int = 1) -> dict:
+    """The prepare stage once, then `repeat` rounds of the topology stage and of the engine alone
+    on the same prepared images and number of workers (alternating, so that both see the same
+    machine load); medians and ranges."""
+    import shutil
+    import tempfile
+
+    import yaml
+
+    root = root or str(REPO / CIFAR_ROOT_RELATIVE)
+    if not Path(root, "train").is_dir():
+        raise BenchDataMissing(f"{root}: no train/ folder; unpack the JPEG tree there "
+                               f"(mkdir -p data/raw && tar -xzf {CIFAR_TAR_RELATIVE} -C data/raw) or pass --root")
+    res: dict = {"workers": workers, "dtype": dtype, "engine": engine, "load": [os.getloadavg()[0]],
+                 "repeat": repeat, "topology": [], "engine_alone": []}
+    with tempfile.TemporaryDirectory(prefix="bench-topology-stage-") as tmp:
+        workspace = Path(tmp)
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["data"].update(name="imagefolder", root=str(Path(root).resolve()), limit_train=limit_train,
+                              limit_test=limit_test)
+        params["topology"].update(engine=engine, n_jobs=workers, backend="loky", dtype=dtype)
+        (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        res["prepare_s"], res["prepare_cpu"], res["prepare_line"] = _run_stage(workspace, "prepare")
+        for _ in range(repeat):
+            shutil.rmtree(workspace / "data" / "topology", ignore_errors=True)
+            wall, cpu, res["topology_line"] = _run_stage(workspace, "topology")
+            res["topology"].append((wall, cpu))
+            res["engine_alone"].append(_engine_alone(workspace / "data" / "prepared", engine, workers))
+            res["load"].append(os.getloadavg()[0])
+        res["bytes"] = sum(f.stat().st_size for f in (workspace / "data" / "topology").rglob("*") if f.is_file())
+    for key in ("topology", "engine_alone"):
+        res[key] = np.array(res[key])  # rows (wall, CPU)
+    res["ratio"] = np.median(res["topology"], axis=0) / np.median(res["engine_alone"], axis=0)
+    return res
+
+
+def print_topology_stage(r: dict) -> None:
+    print(f"topology stage benchmark: {r['engine']} engine, {r['workers']} workers, PIs stored as {r['dtype']}, "
+          f"{r['repeat']} round(s); load average {' -> '.join(f'{v:.1f}' for v in r['load'])}")
+    print(f"  {'':<44}{'wall s':>8}{'(range)':>16}{'CPU s':>8}{'(range)':>16}")
+    print(f"  {'prepare (python -m stages.prepare)':<44}{r['prepare_s']:>8.2f}{'':>16}{r['prepare_cpu']:>8.2f}")
+    for key, label in (("topology", "topology (python -m stages.topology)"),
+                       ("engine_alone", "engine alone (same images, warm workers)")):
+        rows = r[key]
+        med, low, high = np.median(rows, axis=0), rows.min(axis=0), rows.max(axis=0)
+        print(f"  {label:<44}{med[0]:>8.2f}{f'({low[0]:.1f}-{high[0]:.1f})':>16}"
+              f"{med[1]:>8.2f}{f'({low[1]:.1f}-{high[1]:.1f})':>16}")
+    print(f"  topology stage / engine alone (medians): {r['ratio'][0]:.2f}x wall, {r['ratio'][1]:.2f}x CPU; "
+          f"{r['bytes'] / 1e9:.2f} GB written")
+    print(f"  {r['prepare_line']}")
+    print(f"  {r['topology_line']}")
 
 
 def _ddp_worker(rank: int, world: int, port: int, arch: str, batch: int, steps: int, warmup: int,
@@ -354,31 +552,47 @@ def print_ddp(r: dict) -> None:
         print(f"  {world:<10}{ms:>10.1f}{r['batch'] // world:>16}{base / ms:>9.2f}x")
 
 
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tar", default=None,
+                        help=f"CIFAR-10 JPEG tar.gz (default: {CIFAR_TAR_RELATIVE}, relative to the repository)")
+    parser.add_argument("--root", default=None,
+                        help=f"the unpacked tree instead of the tar.gz (documented place: {CIFAR_ROOT_RELATIVE})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("topology", help="engine ripser vs engine fast on real images")
     p.add_argument("--n", type=int, default=200, help="number of images (default 200)")
-    p.add_argument("--data", default=None,
-                   help=f"CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR}); sklearn digits if missing")
+    _data_arguments(p)
     p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
     p.add_argument("--filtration", default="sequence", choices=["sequence", "cubical"],
                    help="the image recipe's filtration (default sequence, the TGD recipe)")
     p = sub.add_parser("topology-floor", help="PIs the min_max floor zeroes, per filtration")
     p.add_argument("--prepared", default=None, help="a prepared folder ({train,test}.zarr): all its images")
     p.add_argument("--n", type=int, default=300, help="without --prepared: number of benchmark images (default 300)")
-    p.add_argument("--data", default=None,
-                   help=f"without --prepared: CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR})")
+    _data_arguments(p)
     p = sub.add_parser("topology-signals", help="engine ripser vs engine fast on sensor windows")
     p.add_argument("--repeat", type=int, default=3, help="timing repeats of the fast engine (best of)")
     p = sub.add_parser("topology-backends", help="the topology stage: loky vs a Dask LocalCluster")
     p.add_argument("--n", type=int, default=400, help="images per split (default 400)")
-    p.add_argument("--data", default=None,
-                   help=f"CIFAR-10 JPEG tar.gz (default {DEFAULT_CIFAR_TAR}); sklearn digits if missing")
+    _data_arguments(p)
     p.add_argument("--workers", type=int, default=2, help="worker processes for both backends (default 2)")
     p.add_argument("--shard-size", type=int, default=0, help="samples per shard/task (default: ~4 tasks per worker)")
     p.add_argument("--engine", default="fast", choices=["fast", "ripser"])
+    p = sub.add_parser("topology-codecs", help="writing/reading one shard of PIs per codec and dtype")
+    p.add_argument("--n", type=int, default=4096, help="images in the shard (default 4096, data.shard_size)")
+    _data_arguments(p)
+    p.add_argument("--repeat", type=int, default=3, help="timing repeats (best of)")
+    p = sub.add_parser("topology-stage", help="prepare + topology stages vs the engine alone, same images")
+    p.add_argument("--root", default=None, help=f"imagefolder tree (default {CIFAR_ROOT_RELATIVE})")
+    p.add_argument("--workers", type=int, default=2, help="topology.n_jobs and the engine's workers (default 2)")
+    p.add_argument("--limit-train", type=int, default=None, help="data.limit_train (default: all)")
+    p.add_argument("--limit-test", type=int, default=None, help="data.limit_test (default: all)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="topology.dtype")
+    p.add_argument("--engine", default="fast", choices=["fast", "ripser"])
+    p.add_argument("--repeat", type=int, default=3, help="rounds of stage and engine alone (medians; default 3)")
     p = sub.add_parser("ddp", help="ms per training step: 1 process vs N gloo processes")
     p.add_argument("--arch", default="wrn16_1", help="model registry name (default wrn16_1, the paper's student)")
     p.add_argument("--batch", type=int, default=64, help="global batch size (default 64)")
@@ -401,7 +615,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs per layout (median, range; default 3)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
-    if args.command == "layout":
+    try:
+        _dispatch(parser, args)
+    except BenchDataMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.command == "topology-codecs":
+        print_topology_codecs(run_topology_codecs(args.n, args.tar, args.root, args.repeat))
+    elif args.command == "topology-stage":
+        print_topology_stage(run_topology_stage(args.root, args.workers, args.limit_train, args.limit_test,
+                                                args.dtype, args.engine, args.repeat))
+    elif args.command == "topology-backends":
+        print_topology_backends(run_topology_backends(args.n, args.tar, args.root, args.workers, args.shard_size,
+                                                      args.engine))
+    elif args.command == "layout":
         import torch
 
         from pipeline.bench_train import print_layout, run_layout
@@ -414,8 +645,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.n <= args.batch:
             parser.error("--n must exceed --batch (the project figure subtracts one batch's run)")
         print_train(run_train(args.config, args.batch, args.n, args.repeat, args.threads))
-    elif args.command == "topology-backends":
-        print_topology_backends(run_topology_backends(args.n, args.data, args.workers, args.shard_size, args.engine))
     elif args.command == "topology-signals":
         print_topology_signals(run_topology_signals(args.repeat))
     elif args.command == "ddp":
@@ -423,10 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "topology":
         if args.n < 1:
             parser.error("--n must be >= 1")
-        print_topology(run_topology(args.n, args.data, args.repeat, args.filtration))
+        print_topology(run_topology(args.n, args.tar, args.root, args.repeat, args.filtration))
     elif args.command == "topology-floor":
-        print_topology_floor(run_topology_floor(args.prepared, args.n, args.data))
-    return 0
+        print_topology_floor(run_topology_floor(args.prepared, args.n, args.tar, args.root))
 
 
 if __name__ == "__main__":

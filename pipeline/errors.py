@@ -19,3 +19,7 @@ class TopologyError(PipelineError):
 
 class CheckpointError(PipelineError):
     """A checkpoint is missing or does not match the expected model or params."""
+
+
+class ExportError(PipelineError):
+    """A model's ONNX export failed or disagrees with PyTorch beyond the stated tolerance."""

@@ -12,11 +12,19 @@ object store in tests and on a shared network file system. For plain local work 
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import importlib.util
+import os
 import posixpath
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import fsspec
+from fsspec.registry import known_implementations
+
+from pipeline.errors import DataError
+
 
 def is_url(location: Any) -> bool:
     """True for an fsspec URL (`proto://...` or a chained `a::b://...`), False for a local path."""
@@ -46,18 +54,71 @@ def _storage_options(url: str) -> dict[str, Any]:
 
 
 def filesystem(location: str | Path):
-    """(fsspec file system, path inside it) of a URL, or of a local path (the local file system)."""
-    return fsspec.core.url_to_fs(str(location), **_storage_options(str(location)))
+    """(fsspec file system, path inside it) of a URL, or of a local path (the local file system).
+
+    A URL whose protocol fsspec does not know, or whose backend package is not installed
+    (`s3://` without s3fs), is a DataError naming the URL and the package to install."""
+    try:
+        return fsspec.core.url_to_fs(str(location), **_storage_options(str(location)))
+    except ImportError as error:
+        raise DataError(_missing_backend(str(location), error)) from None
+    except ValueError as error:
+        if "Protocol not known" not in str(error):
+            raise
+        raise DataError(f"{location}: unknown URL protocol ({error}); use a local path or a URL "
+                        "fsspec knows (s3://, gs://, az://, http://, memory://, file://, ...)") from None
+
+
+def _missing_backend(url: str, error: ImportError) -> str:
+    """Which package a URL's file system needs: the first protocol of a chain (`a::b://`) whose
+    backend module cannot be imported."""
+    for part in url.split("::"):
+        protocol = fsspec.core.split_protocol(part)[0] or part
+        module = known_implementations.get(protocol, {}).get("class", "").split(".")[0]
+        if module and module != "fsspec" and importlib.util.find_spec(module) is None:
+            return f"{url}: {protocol}:// needs the package {module}, which is not installed (pip install {module})"
+    return f"{url}: a package its file system needs is not installed ({error})"
 
 
 def zarr_store(location: str | Path, read_only: bool = False):
     """What zarr opens: a local path as a string (zarr's LocalStore), a URL as an FsspecStore."""
     if not is_url(location):
         return str(location)
+    filesystem(location)  # a missing backend package: one line naming it
     from zarr.storage import FsspecStore
 
     return FsspecStore.from_url(location, storage_options=_storage_options(location),
                                 read_only=read_only)
+
+
+@contextlib.contextmanager
+def naming(location: str | Path) -> Iterator[None]:
+    """An OSError raised inside without a file name (a failed write to an open file, such as a
+    full disk) gets `location` as its file name, so the one-line error says where."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(location)
+        raise
+
+
+CONNECTION_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                     errno.ETIMEDOUT}
+
+
+@contextlib.contextmanager
+def reaching(url: str, what: str = "") -> Iterator[None]:
+    """A refused or failed connection inside becomes one DataError naming `url` (`what` is the
+    params key it came from, e.g. "data.root ")."""
+    try:
+        yield
+    except OSError as error:
+        if not (isinstance(error, ConnectionError) or error.errno in CONNECTION_ERRNOS):
+            raise
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise DataError(f"{what}{url}: cannot connect ({reason}); check the address and that "
+                        "the server is up") from None
 
 
 # -- file-system operations: each takes a local path or a URL. Atomic replacement of local files

@@ -130,9 +130,10 @@ class SignalRecipe(Section):
 class TopologyParams(Section):
     engine: str
     n_jobs: int
-    shards_per_task: int = Field(gt=0)
+    shards_per_task: Optional[int] = Field(gt=0)  # null: about three tasks per worker
     backend: Literal["loky", "dask"]
     scheduler: Optional[str]
+    dtype: Literal["float32", "float16"]  # stored PIs; the engine computes in float64
     image: ImageRecipe
     signal: SignalRecipe
 
@@ -231,6 +232,7 @@ class EvaluateParams(Section):
     noise_std: list[float]
     ece_bins: int = Field(gt=0)
     latency_repeats: int = Field(gt=0)
+    latency_batch: int = Field(gt=0)
 
     @field_validator("noise_std")
     @classmethod
@@ -238,6 +240,14 @@ class EvaluateParams(Section):
         if any(s < 0 for s in value):
             raise ValueError(f"noise standard deviations must be >= 0, got {value}")
         return value
+
+
+class ExportParams(Section):
+    teachers: bool
+    opset: int = Field(ge=7)
+    max_abs_diff: float = Field(gt=0.0)
+    min_top1_agreement: float = Field(ge=0.0, le=100.0)
+    batch_size: int = Field(gt=0)
 
 
 class Params(Section):
@@ -249,6 +259,7 @@ class Params(Section):
     train: TrainParams
     distill: DistillBase
     evaluate: EvaluateParams
+    export: ExportParams
 
 
 def method_fields(methods: dict[str, type]) -> dict[str, tuple[Any, Any]]:
@@ -350,6 +361,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     """Read and validate params.yaml (every section, so a typo anywhere fails early)."""
     return validate(read_yaml(path), str(path))
+
+
+def load_section(name: str, path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """One section of params.yaml validated on its own, as `section` returns it. The data
+    stages (prepare, topology) use it: validating `models` and `distill` imports torch."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if name not in raw:
+        raise ParamsError(f"{path}: missing section {name} (every key must be given in the file)")
+    model = Params.model_fields[name].annotation
+    return validate_section(model, raw[name], str(path), (name,)).model_dump(by_alias=True)
 
 
 def section(params: Params, name: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 One store per split (`<dir>/<split>.zarr`), a zarr group holding named arrays whose first axis
 is the sample. Arrays are sharded along that axis (`shard_size` samples per file), so a split of
-50,000 samples is a handful of files and `dvc status` stays fast (DESIGN.md). Zarr rewrites a
+50,000 samples is a handful of files and `dvc status` stays fast (one file per sample made it take
+half a minute). Zarr rewrites a
 whole shard when any part of it is written, so parallel writers must each own whole shards:
 arrays are created once by the parent and workers write `shard_slices` of them.
 
@@ -45,17 +46,31 @@ def create_group(path: str | Path, attrs: dict[str, Any] | None = None) -> zarr.
     return group
 
 
+def _compressors(codec: str):
+    """A store's compressors inside each shard; the choice per array is measured in docs/topology.md."""
+    if codec == "zstd":
+        return "auto"  # zarr's default for v3 arrays: zstd level 0
+    if codec == "lz4":
+        from zarr.codecs import BloscCodec
+
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+    if codec == "none":
+        return None
+    raise ValueError(f"unknown codec {codec!r}; known: zstd, lz4, none")
+
+
 def create_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
-                 shard_size: int) -> zarr.Array:
-    """An empty array sharded along the sample axis (one shard file per `shard_size` samples)."""
+                 shard_size: int, codec: str = "zstd", chunk_samples: int = CHUNK_SAMPLES) -> zarr.Array:
+    """An empty array sharded along the sample axis (one shard file per `shard_size` samples),
+    chunked by `chunk_samples` samples inside each shard."""
     n = shape[0]
     shard = max(1, min(shard_size, n))
-    chunk = max(1, min(CHUNK_SAMPLES, shard))
+    chunk = max(1, min(chunk_samples, shard))
     shard -= shard % chunk  # a shard holds a whole number of chunks
     return group.create_array(
         name, shape=shape, dtype=dtype,
         chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]),
-        fill_value=0,
+        fill_value=0, compressors=_compressors(codec),
     )
 
 

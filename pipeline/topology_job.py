@@ -16,6 +16,13 @@ and it is renamed into place. The staging folder stays intact until every split 
 are published, so a kill during publishing (after which DVC deletes the half-made output) costs
 only the publishing, never the computed shards.
 
+Speed: the parent never loads the engine; the workers start once and load it (numba's cached
+kernels, the grid tables) while the parent hashes its inputs. Within a task a thread writes each
+shard while the next one is computed. A training shard's per-channel sums (float64) are written
+to `stats/` before its marker, and the parent adds them in shard order for the mean and std: no
+pass over the written stores, and the same result whichever worker finished first. Persistence
+images are stored uncompressed as `topology.dtype` (float32, or float16 for half the bytes).
+
 Locations (pipeline.locations): the prepared, output and staging folders are local paths or
 fsspec URLs. Local paths are made absolute before they reach a task (a worker's current folder
 need not be the stage's), and keep the pathlib code above. With URLs the same steps go through
@@ -31,6 +38,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,18 +47,35 @@ import numpy as np
 import zarr
 from tqdm.auto import tqdm
 
-from pipeline import layout, locations
+from pipeline import locations
+from pipeline.layout import STAGING
 from pipeline.errors import TopologyError
 from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
                             split_path, tree_digest, write_json)
-from pipeline.topology import persistence_images, signal_persistence_images
 
-DEFAULT_STAGING = layout.STAGING / "topology"
+DEFAULT_STAGING = STAGING / "topology"
+# Persistence images are written uncompressed (`python -m pipeline.bench topology-codecs`, docs/topology.md):
+# zstd cost 5x the write time of no compression for 20-30 % less disk, lz4 + shuffle 2.5x for 25-30 %.
+PI_CODEC = "none"
+STAGING_LAYOUT = 2  # 2: training shards' sums in stats/ (a staging folder of layout 1 is discarded)
 
 
 def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
     """The persistence-image recipe of a modality (topology.image or topology.signal)."""
     return dict(cfg[modality])
+
+
+def persistence_images(images: np.ndarray, **recipe) -> np.ndarray:
+    """pipeline.topology's, imported on first use: the parent process never needs the engine."""
+    from pipeline.topology import persistence_images as images_of
+
+    return images_of(images, **recipe)
+
+
+def signal_persistence_images(signals: np.ndarray, **recipe) -> np.ndarray:
+    from pipeline.topology import signal_persistence_images as images_of
+
+    return images_of(signals, **recipe)
 
 
 def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, Any],
@@ -75,6 +100,11 @@ def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, A
 
 def _marker(staging: Path | str, split: str, index: int) -> Path | str:
     return locations.join(staging, "done", f"{split}-{index:06d}")
+
+
+def _stats_file(staging: Path | str, index: int) -> Path | str:
+    """A training shard's sums (shard_sums), written before its done marker."""
+    return locations.join(staging, "stats", f"train-{index:06d}")
 
 
 def _write_marker(marker: Path | str, text: str) -> None:
@@ -104,21 +134,55 @@ def _open_array(group: str | Path, name: str, mode: str) -> zarr.Array:
 
 def _run_task(source: str, target: str, staging: str, split: str, shards: list[tuple[int, int, int]],
               modality: str, engine: str, recipe: dict[str, Any]) -> int:
-    """Compute and write whole shards, then mark each done. Runs in a worker process."""
+    """Compute and write whole shards, then mark each done. Runs in a worker process.
+
+    A thread writes each shard while the next one is computed (writing 250 MB of persistence
+    images is often a wait on the disk, not work): at most one shard waits in memory.
+    """
     x = _open_array(source, "x", "r")
     pis = _open_array(target, "pis", "r+")
-    for index, start, stop in shards:
-        try:
-            block = compute_block(x[start:stop], modality, engine, recipe, first=start)
-        except TopologyError as error:
-            raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
-        # A shard without a marker may hold a killed run's bytes: never let zarr read them back
-        # (it merges a write that does not cover a whole shard, the split's last one, into them).
-        key = pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1))
-        locations.remove(locations.join(target, "pis", key))
-        pis[start:stop] = block
-        _write_marker(_marker(locations.as_location(staging), split, index), f"{start} {stop}\n")
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for index, start, stop in shards:
+            try:
+                block = compute_block(x[start:stop], modality, engine, recipe, first=start)
+            except TopologyError as error:
+                raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
+            sums = shard_sums(block) if split == "train" else None  # of the computed float32 values
+            if pending is not None:
+                pending.result()  # the previous shard is on disk (or its error is raised here)
+            stored = block.astype(pis.dtype, copy=False)  # topology.dtype: float32, or float16
+            pending = writer.submit(_store_shard, pis, target, locations.as_location(staging), split, index,
+                                    (start, stop), stored, sums)
+        if pending is not None:
+            pending.result()
     return sum(stop - start for _, start, stop in shards)
+
+
+def _store_shard(pis: zarr.Array, target: str, staging: Path | str, split: str, index: int,
+                 rows: tuple[int, int], stored: np.ndarray, sums: dict[str, Any] | None) -> None:
+    """Write one shard, then (training split) its sums, then its done marker: in that order."""
+    # A shard without a marker may hold a killed run's bytes: never let zarr read them back
+    # (it merges a write that does not cover a whole shard, the split's last one, into them).
+    shard_file = locations.join(target, "pis", pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1)))
+    with locations.naming(shard_file):  # a full disk or a read-only folder: say which file
+        locations.remove(shard_file)
+        pis[rows[0]:rows[1]] = stored
+        if sums is not None:
+            _write_marker(_stats_file(staging, index), json.dumps(sums))
+        _write_marker(_marker(staging, split, index), f"{rows[0]} {rows[1]}\n")
+
+
+def shard_sums(pis: np.ndarray) -> dict[str, Any]:
+    """What a shard adds to the training statistics: value count, per-channel sums and sums of
+    squares (float64) of its float32 persistence images (with topology.dtype float16, the values
+    before rounding: the statistics differ from the stored values' by float16's ~1e-4, far below
+    what normalisation needs). One pass, no float64 copy of the shard."""
+    from pipeline.channel_sums import channel_sums  # numba: loaded by the workers only
+
+    flat = pis.reshape(pis.shape[0], pis.shape[1], -1)
+    total, squares = channel_sums(flat)
+    return {"count": int(flat.shape[0] * flat.shape[2]), "sum": total.tolist(), "squares": squares.tolist()}
 
 
 @contextlib.contextmanager
@@ -132,7 +196,7 @@ def parallel_backend(cfg: dict[str, Any]) -> Iterator[int]:
     from dask.distributed import Client, LocalCluster
 
     if cfg.get("scheduler"):
-        with Client(cfg["scheduler"]) as client, joblib.parallel_config(backend="dask"):
+        with _connect(cfg["scheduler"]) as client, joblib.parallel_config(backend="dask"):
             yield sum(client.nthreads().values())
     else:
         with LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
@@ -141,8 +205,21 @@ def parallel_backend(cfg: dict[str, Any]) -> Iterator[int]:
             yield n_jobs
 
 
-def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str, Any]) -> str:
-    ident = {"modality": modality, "engine": engine, "recipe": recipe,
+def _connect(address: str):
+    """A Dask client of the scheduler at `address`; an unreachable one is one TopologyError."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address)
+    except OSError as error:  # refused, timed out, unknown host: dask raises OSError for each
+        raise TopologyError(f"topology.scheduler {address}: cannot connect ({error}); start "
+                            "`dask scheduler` there, or set topology.scheduler: null for a local cluster") from None
+
+
+def fingerprint(prepared_dir: Path, modality: str, engine: str, recipe: dict[str, Any],
+                dtype: str = "float32") -> str:
+    """Identity of the work in a staging folder: recipe, stored dtype, staging layout, inputs."""
+    ident = {"modality": modality, "engine": engine, "recipe": recipe, "dtype": dtype, "layout": STAGING_LAYOUT,
              "inputs": {s: tree_digest(split_path(prepared_dir, s)) for s in SPLITS}}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
@@ -152,7 +229,8 @@ def _prepare_staging(staging: Path | str, print_fn, stamp: str) -> None:
         _prepare_staging_url(staging, print_fn, stamp)
         return
     stamp_file = staging / "fingerprint"
-    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp and (staging / "done").is_dir():
+    if stamp_file.is_file() and stamp_file.read_text().strip() == stamp and (staging / "done").is_dir() \
+            and (staging / "stats").is_dir():
         done = len(_done_markers(staging))
         print_fn(f"resuming from {staging}: {done} shards already done")
         return
@@ -160,6 +238,7 @@ def _prepare_staging(staging: Path | str, print_fn, stamp: str) -> None:
         print_fn(f"discarding {staging}: it holds work for another recipe or input")
         shutil.rmtree(staging)
     (staging / "done").mkdir(parents=True)
+    (staging / "stats").mkdir()
     tmp = stamp_file.with_name(stamp_file.name + ".tmp")
     tmp.write_text(stamp + "\n")
     os.replace(tmp, stamp_file)  # written last: a staging folder without it is never resumed
@@ -174,37 +253,54 @@ def _prepare_staging_url(staging: str, print_fn, stamp: str) -> None:
         print_fn(f"discarding {staging}: it holds work for another recipe or input")
         locations.rmtree(staging)
     locations.makedirs(locations.join(staging, "done"))
+    locations.makedirs(locations.join(staging, "stats"))
     locations.write_text(stamp_file, stamp + "\n")  # one PUT, last: the mark of a usable staging
 
 
-def _create_split(source: zarr.Group, target: Path | str, n_channels_out: int, resolution: int) -> None:
+def _create_split(source: zarr.Group, target: Path | str, shape: tuple[int, int, int], dtype: str) -> None:
     """Create the output arrays once, in the parent, with the same shards as the input."""
     created = locations.join(locations.parent(target), f"created-{locations.name(target)[:-len('.zarr')]}")
     if locations.is_file(created):
         return
-    locations.rmtree(target)  # a skeleton half-made by a killed run
     x = source["x"]
-    group = create_group(target)
-    create_array(group, "pis", (x.shape[0], n_channels_out, resolution, resolution), np.float32,
-                 x.shards[0])
-    labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
-    labels[...] = source["y"][...]
-    locations.write_text(created, "")  # only now is the split's skeleton complete
+    with locations.naming(target):  # a full disk or a read-only folder: say where
+        locations.rmtree(target)  # a skeleton half-made by a killed run
+        group = create_group(target)
+        create_array(group, "pis", (x.shape[0], *shape), np.dtype(dtype), x.shards[0], codec=PI_CODEC)
+        labels = create_array(group, "y", source["y"].shape, np.int64, x.shards[0])
+        labels[...] = source["y"][...]
+        locations.write_text(created, "")  # only now is the split's skeleton complete
 
 
-def channel_mean_std(pis: zarr.Array) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std over all samples, accumulated shard by shard in float64."""
-    total = np.zeros(pis.shape[1])
-    squares = np.zeros(pis.shape[1])
-    for part in shard_slices(pis.shape[0], pis.shards[0]):
-        block = pis[part].astype(np.float64)
-        total += block.sum(axis=(0, 2, 3))
-        squares += (block ** 2).sum(axis=(0, 2, 3))
-    count = pis.shape[0] * pis.shape[2] * pis.shape[3]
+def pi_shape(x_shape: tuple[int, ...], modality: str, recipe: dict[str, Any]) -> tuple[int, int, int]:
+    """(channels, R, R) of a sample's persistence images, as pipeline.topology.channel_labels
+    counts them: per image channel, len(orders) for each `sequence` and 2 (H0, H1) for each
+    `cubical` filtration; one per signal channel. The parent never loads the engine to learn it."""
+    per_channel = 1
+    if modality == "image":
+        per_channel = sum(len(recipe["orders"]) if name == "sequence" else 2 for name in recipe["filtrations"])
+    channels = x_shape[-1] * per_channel
+    return channels, recipe["resolution"], recipe["resolution"]
+
+
+def channel_mean_std(parts: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std from the training shards' sums, added in shard order (so the
+    result never depends on which worker finished first)."""
+    total = np.zeros(len(parts[0]["sum"]))
+    squares = np.zeros_like(total)
+    count = 0
+    for part in parts:
+        total += np.asarray(part["sum"])
+        squares += np.asarray(part["squares"])
+        count += part["count"]
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
     std[std == 0] = 1.0
     return mean.tolist(), std.tolist()
+
+
+def _read_stats(staging: Path | str, n_shards: int) -> list[dict[str, Any]]:
+    return [json.loads(locations.read_text(_stats_file(staging, i))) for i in range(n_shards)]
 
 
 def _absolute(location: str | Path) -> str | Path:
@@ -222,46 +318,48 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     """
     if staging is None:
         staging = str(out_dir).rstrip("/") + ".staging" if locations.is_url(out_dir) else DEFAULT_STAGING
+    shown = staging  # messages name the staging folder as given (a relative path stays relative)
     prepared_dir, out_dir, staging = (_absolute(p) for p in (prepared_dir, out_dir, staging))
     sources = {s: open_split(split_path(prepared_dir, s)) for s in SPLITS}
     modality = sources["train"].attrs["modality"]
     recipe = recipe_for(cfg, modality)
-    engine = cfg["engine"]
-    _prepare_staging(staging, print_fn, fingerprint(prepared_dir, modality, engine, recipe))
-
-    try:
-        probe = compute_block(sources["train"]["x"][:1], modality, engine, recipe)
-    except TopologyError as error:
-        raise TopologyError(f"{split_path(prepared_dir, 'train')}: {error}") from None
-    tasks, total = [], 0
-    for split, source in sources.items():
-        target = split_path(staging, split)
-        _create_split(source, target, probe.shape[1], probe.shape[2])
-        todo = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
-                if not locations.is_file(_marker(staging, split, i))]
-        total += sum(stop - start for _, start, stop in todo)
-        step = cfg["shards_per_task"]
-        tasks += [(str(split_path(prepared_dir, split)), str(target), str(staging), split,
-                   todo[k:k + step], modality, engine, recipe) for k in range(0, len(todo), step)]
-
-    started = time.perf_counter()
-    if tasks:
-        with parallel_backend(cfg) as n_jobs:
+    engine, dtype = cfg["engine"], cfg.get("dtype", "float32")
+    x = sources["train"]["x"]
+    shape = pi_shape(x.shape, modality, recipe)
+    with parallel_backend(cfg) as n_jobs, joblib.Parallel(return_as="generator_unordered") as parallel:
+        # The workers start once and load the engine while the parent hashes its inputs (the
+        # warm-up also checks the recipe); none are started when every shard is already done.
+        warm = parallel(joblib.delayed(warm_up)(x.shape[1:], x.dtype.str, modality, engine, recipe)
+                        for _ in range(n_jobs)) if _unfinished(staging, sources) else []
+        _prepare_staging(staging, lambda line: print_fn(line.replace(str(staging), str(shown))),
+                         fingerprint(prepared_dir, modality, engine, recipe, dtype))
+        tasks, total = _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe,
+                                   n_jobs)
+        try:
+            for _ in warm:
+                pass
+        except TopologyError as error:
+            raise TopologyError(f"{split_path(prepared_dir, 'train')}: {error}") from None
+        started = time.perf_counter()
+        if tasks:
             print_fn(f"topology: {total} samples in {len(tasks)} tasks on {n_jobs} workers "
                      f"({cfg['backend']}, engine {engine})")
-            run = joblib.Parallel(return_as="generator_unordered")(
-                joblib.delayed(_run_task)(*task) for task in tasks)
             with tqdm(total=total, unit="sample", disable=not progress, desc="topology") as bar:
-                for count in run:
+                for count in parallel(joblib.delayed(_run_task)(*task) for task in tasks):
                     bar.update(count)
-    seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started
+    return _finish(sources, staging, out_dir, modality, engine, recipe, shape, dtype,
+                   {"samples_computed": total, "seconds": round(seconds, 3)})
 
-    missing = [f"{split}-{i:06d}" for split, source in sources.items()
-               for i in range(len(shard_slices(source["x"].shape[0], source["x"].shards[0])))
+
+def _finish(sources, staging, out_dir, modality, engine, recipe, shape, dtype, summary) -> dict[str, Any]:
+    """Check every shard is done, combine the statistics and publish the stores, stats.json last."""
+    shards = {split: len(shard_slices(source["x"].shape[0], source["x"].shards[0])) for split, source in sources.items()}
+    missing = [f"{split}-{i:06d}" for split, n in shards.items() for i in range(n)
                if not locations.is_file(_marker(staging, split, i))]
     if missing:  # every task returned, so this is a bug, never a state to publish
         raise TopologyError(f"{staging}: shards {missing[:5]} have no done marker after the run")
-    mean, std = channel_mean_std(_open_array(split_path(staging, "train"), "pis", "r"))
+    mean, std = channel_mean_std(_read_stats(staging, shards["train"]))
     if not np.isfinite(mean + std).all():
         raise TopologyError(f"{split_path(staging, 'train')}: non-finite persistence-image statistics")
     attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,
@@ -270,12 +368,47 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     locations.remove(locations.join(out_dir, "stats.json"))  # written last: the mark of a complete output
     for split in SPLITS:
         _publish(split_path(staging, split), split_path(out_dir, split), {**attrs, "split": split})
-    summary = {**attrs, "samples_computed": total, "seconds": round(seconds, 3),
-               "shape": list(probe.shape[1:])}
-    write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(probe.shape[1:]),
+    write_json(locations.join(out_dir, "stats.json"), {"mean": mean, "std": std, "shape": list(shape),
                                         "modality": modality, "engine": engine, "recipe": recipe})
     locations.rmtree(staging)
-    return summary
+    return {**attrs, **summary, "shape": list(shape), "dtype": dtype}
+
+
+def _unfinished(staging: Path | str, sources: dict[str, zarr.Group]) -> bool:
+    """Whether the staging folder lacks a done marker for some shard (then workers are needed)."""
+    shards = sum(len(shard_slices(s["x"].shape[0], s["x"].shards[0])) for s in sources.values())
+    return not locations.exists(staging) or len(_done_markers(staging)) < shards
+
+
+def warm_up(sample_shape: tuple[int, ...], dtype: str, modality: str, engine: str, recipe: dict[str, Any]) -> None:
+    """Load the engine in a worker (numba's compiled kernels, the grid tables) on one blank sample."""
+    compute_block(np.zeros((1, *sample_shape), np.dtype(dtype)), modality, engine, recipe)
+
+
+def _plan_tasks(sources, prepared_dir, staging, shape, dtype, cfg, modality, engine, recipe,
+                n_jobs: int) -> tuple[list, int]:
+    """Create each split's output skeleton once; split the unfinished shards into tasks."""
+    tasks, total = [], 0
+    todo = {}
+    for split, source in sources.items():
+        _create_split(source, split_path(staging, split), shape, dtype)
+        todo[split] = [(i, s.start, s.stop) for i, s in enumerate(shard_slices(source["x"].shape[0], source["x"].shards[0]))
+                       if not locations.is_file(_marker(staging, split, i))]
+        total += sum(stop - start for _, start, stop in todo[split])
+    size = cfg["shards_per_task"] or task_size(sum(len(t) for t in todo.values()), n_jobs)
+    for split, shards in todo.items():
+        parts = -(-len(shards) // size)  # as many tasks as `size` asks, their shards spread evenly
+        bounds = np.linspace(0, len(shards), parts + 1).round().astype(int) if shards else []
+        tasks += [(str(split_path(prepared_dir, split)), str(split_path(staging, split)), str(staging), split,
+                   shards[a:b], modality, engine, recipe) for a, b in zip(bounds[:-1], bounds[1:])]
+    return tasks, total
+
+
+def task_size(shards: int, n_jobs: int) -> int:
+    """Shards per task when topology.shards_per_task is null: about three tasks per worker, so a
+    worker overlaps most writes with computing (within a task) and the workers still finish
+    together (several tasks each)."""
+    return max(1, round(shards / (3 * n_jobs)))
 
 
 def _link_or_copy(source: str, target: str) -> None:

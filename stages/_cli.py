@@ -1,26 +1,77 @@
 """What every stage command shares: params loading and errors printed as one clear line."""
 from __future__ import annotations
 
+import errno
 import sys
+import traceback
+from pathlib import Path
 from typing import Callable
 
-from pipeline import distributed
 from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def run(main: Callable[[], None]) -> None:
-    """Run a stage; a user-fixable error becomes one line on stderr and exit status 1."""
+    """Run a stage; a user-fixable error becomes one line on stderr and exit status 1.
+
+    Besides the project's own errors, the environment's faults (a full disk, a read-only or
+    forbidden folder, a refused connection: OSError) get one line naming the file, never a
+    traceback."""
     try:
         main()
     except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(error))
+    except OSError as error:
+        _fail(describe_os_error(error))
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an OSError: where (the file, else the project code that was writing) and what to do."""
+    where = _shown(error.filename) if error.filename else f"a file written by {_project_frame(error)}"
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        return f"{where}: no space left on device; free space on that disk and run the stage again"
+    if error.errno == errno.EROFS:
+        return f"{where}: read-only file system; the stage writes under data/, which must be writable"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return f"{where}: permission denied; the stage writes under data/, which must be writable by you"
+    if isinstance(error, ConnectionError) or error.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                                             errno.ENETUNREACH, errno.ETIMEDOUT):
+        return f"{where}: cannot connect ({reason}); check the address and that the server is up"
+    return f"{where}: {reason}"
+
+
+def _shown(filename) -> str:
+    """A file name as the user knows it: relative to the stage's folder (the repository) when
+    inside it (workers are handed absolute paths)."""
+    path = Path(str(filename))
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        return str(path.relative_to(Path.cwd()))
+    return str(filename)
+
+
+def _project_frame(error: BaseException) -> str:
+    """`pipeline/x.py:N (function)`: the innermost frame of the project's code in the traceback."""
+    found = "the stage (unknown place)"
+    for frame in traceback.extract_tb(error.__traceback__):
+        path = Path(frame.filename)
+        if path.is_relative_to(REPO / "pipeline") or path.is_relative_to(REPO / "stages"):
+            found = f"{path.relative_to(REPO)}:{frame.lineno} ({frame.name})"
+    return found
 
 
 def training_params(module: str) -> Params:
     """params.yaml for a training stage; with train.nproc > 1 the stage first relaunches itself
     under torchrun (pipeline.distributed.relaunch), so dvc.yaml keeps `python -m stages...`."""
+    from pipeline import distributed  # torch: only the training stages pay for it
+
     params = load_params()
     distributed.relaunch(params.train.nproc, module, sys.argv[1:])
     return params
@@ -28,5 +79,7 @@ def training_params(module: str) -> Params:
 
 def report(line: str) -> None:
     """Print a stage's one-line result once (on rank 0 under torchrun)."""
+    from pipeline import distributed
+
     if distributed.is_main():
         print(line)

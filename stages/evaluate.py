@@ -1,12 +1,12 @@
-"""Stage `evaluate`: every trained model on the test split; metrics, plots and a comparison table."""
+"""Stage `evaluate`: every trained model on the test split; metrics, figures, report, a summary."""
+from pipeline.evaluation import evaluate_all
 from pipeline.params import load_params
-from pipeline.report import REPORT, evaluate_all
 from stages._cli import run
 
 
 def main() -> None:
-    evaluate_all(load_params())
-    print((REPORT / "report.md").read_text())
+    _, summary = evaluate_all(load_params())
+    print(summary)
 
 
 if __name__ == "__main__":

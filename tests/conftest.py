@@ -24,6 +24,7 @@ TINY_PARAMS = {
              "limit_test": 60, "skip_corrupt": False, "shard_size": 64},
     "topology": {
         "engine": "fast", "n_jobs": 1, "shards_per_task": 1, "backend": "loky", "scheduler": None,
+        "dtype": "float32",
         "image": {"filtrations": ["sequence"], "threshold": 0.02, "resolution": 50, "sigma": 0.01,
                   "birth_range": [0.0, 0.3], "pers_range": [0.0, 0.3], "orders": ["row", "column"],
                   "cubical_range": [0.0, 1.0], "normalize": True, "min_max": 1e-8},
@@ -38,7 +39,9 @@ TINY_PARAMS = {
                 "alpha": 0.7, "gamma": 1000.0, "beta": 200.0, "anneal": True, "teacher_cache": True,
                 "kl_reduction": "batchmean"},
     "evaluate": {"checkpoint": "last", "batch_size": 256, "noise_std": [0.0, 0.2], "ece_bins": 15,
-                 "latency_repeats": 2},
+                 "latency_repeats": 2, "latency_batch": 16},
+    "export": {"teachers": False, "opset": 17, "max_abs_diff": 0.001, "min_top1_agreement": 100.0,
+               "batch_size": 256},
 }
 
 

@@ -220,3 +220,16 @@ def test_repository_default_is_the_sequence_recipe():
     image = validate(tiny_params()).topology.image
     assert image.filtrations == ["sequence"] and image.orders == ["row", "column"]
     assert image.cubical_range == [0.0, 1.0] and image.min_max == 1e-8
+
+
+@pytest.mark.parametrize("filtrations", [["sequence"], ["cubical"], ["sequence", "cubical"], ["cubical", "sequence"]])
+def test_stage_planned_channels_match_what_the_engine_computes(filtrations):
+    """The topology stage sizes its stores without loading the engine (pipeline.topology_job.pi_shape)."""
+    from pipeline.topology import channel_labels, persistence_images
+    from pipeline.topology_job import pi_shape
+
+    recipe = {**IMAGE_RECIPE, "filtrations": filtrations}
+    images = np.random.default_rng(0).integers(0, 256, (2, 6, 7, 3), dtype=np.uint8)
+    computed = persistence_images(images, engine="fast", **recipe).shape[1:]
+    assert pi_shape(images.shape, "image", recipe) == computed
+    assert len(channel_labels(recipe, 3)) == computed[0]

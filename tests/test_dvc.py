@@ -14,7 +14,7 @@ from tests.conftest import REPO, tiny_params
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("dvc") is None and not Path(sys.executable).with_name("dvc").exists(),
                                  reason="dvc is not installed")]
-PROJECT_FILES = ["pipeline", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+PROJECT_FILES = ["pipeline", "stages", "dvc.yaml", ".dvc/config", ".dvc/plots", ".dvcignore", ".gitignore"]
 
 
 def sh(cwd: Path, *args: str) -> str:
@@ -50,14 +50,26 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "teachers", "method_params", "distill@kd", "distill@tgd", "evaluate"):
+                  "train_student", "teachers", "method_params", "distill@kd", "distill@tgd", "export",
+                  "evaluate"):
         assert f"Running stage '{stage}'" in first
     assert "tgd: teacher outputs from data/teachers" in first  # the distill stages read the cache
     metrics = json.loads((project / "data/metrics/evaluate.json").read_text())
     assert {"tgd_acc", "kd_acc", "scratch_acc", "teacher_topology_acc"} <= set(metrics)
+    assert (project / "data/export/tgd/model.onnx").stat().st_size > 10_000
+    assert "ONNX students: data/export/<model>/model.onnx." in first  # the closing line
+    # one definition per metric: only evaluate.json is declared; timings live apart
+    shown = sh(project, "dvc", "metrics", "show")
+    assert "data/metrics/evaluate.json" in shown and "data/live" not in shown and "timing" not in shown
+    assert "tgd_onnx_b1_ms" in json.loads((project / "data/metrics/timing.json").read_text())
+    plots = sh(project, "dvc", "plots", "show", "--json")
+    rendered = json.loads(plots[plots.index("{"):])
+    # the evaluate stage's five comparison figures and the topology stage's persistence images
+    assert not rendered.get("errors") and len(rendered["data"]) == 6, rendered.get("errors")
+    assert "data/plots/persistence_images.png" in rendered["data"]
 
     status = sh(project, "dvc", "status")
-    assert "up to date" in status
+    assert status.split() == ["source:", "always", "changed"]  # DVC re-runs the fingerprint to know; nothing else
 
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
@@ -67,7 +79,7 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
                   "train_student", "teachers", "distill@kd"):
         assert f"Running stage '{stage}'" not in second, stage
-    for stage in ("method_params", "distill@tgd", "evaluate"):
+    for stage in ("method_params", "distill@tgd", "export", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
     assert "tgd: teacher outputs from data/teachers" in second
 

@@ -12,7 +12,9 @@ from pipeline.errors import CheckpointError
 from pipeline.layout import PREPARED, TOPOLOGY
 from pipeline.params import load_params, section
 from pipeline.prepare import prepare
-from pipeline.report import METRICS, REPORT, evaluate_all
+from pipeline.evaluation import evaluate_all
+from pipeline.export import export_all
+from pipeline.layout import EVALUATE_METRICS as METRICS, REPORT
 from pipeline.runs import distill, train_student, train_teacher
 from pipeline.store import read_split, split_path
 from pipeline.teacher_cache import cache_teachers
@@ -29,6 +31,7 @@ def run_dag(workspace) -> dict:
     summaries["teachers"] = cache_teachers(params)
     for method in params.distill.methods:
         summaries[method] = distill(method, params)
+    export_all(params)
     evaluate_all(params)
     return summaries
 
@@ -56,7 +59,7 @@ def test_dag_end_to_end(workspace):
     assert metrics["kd_params"] == metrics["scratch_params"] == metrics["tgd_params"]
     table = (REPORT / "report.md").read_text()
     assert "| tgd" in table and "teacher_topology" in table
-    assert Path("data/plots/evaluate/confusion_tgd.png").stat().st_size > 1000
+    assert Path("data/plots/evaluate/confusion.png").stat().st_size > 1000
 
     # Annealing: the distilled students start from the scratch student's weights.
     assert read_checkpoint("data/models/tgd/last.pt")["meta"]["init"] == "scratch"

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ParamsError
-from pipeline.evaluate import count_parameters
+from pipeline.metrics import count_parameters
 from pipeline.models import MODELS, build_model
 
 

@@ -194,7 +194,7 @@ def test_grid_matches_persim():
 # ----------------------------------------------------------------------------- (4) independent recipe
 
 def recipe_by_hand(images: np.ndarray) -> np.ndarray:
-    """REFERENCE.md section 1 written out directly with ripser and persim."""
+    """The TGD recipe (docs/topology.md) written out directly with ripser and persim."""
     from persim import PersistenceImager
     from ripser import ripser
 

@@ -101,7 +101,14 @@ def _check(ds: Dataset, cfg: dict) -> None:
 
 
 def limit_split(split: Split, n: int, seed: int, key: str = "limit") -> Split:
-    """Keep a deterministic, class-stratified subset of ``n`` samples.
+    """Keep a deterministic, class-stratified subset of ``n`` samples (``limit_indices``)."""
+    keep = limit_indices(split.y, n, seed, key)
+    return split if keep is None else Split(split.x[keep], split.y[keep])
+
+
+def limit_indices(y: np.ndarray, n: int, seed: int, key: str = "limit") -> np.ndarray | None:
+    """Indices of a deterministic, class-stratified subset of ``n`` of the labels ``y``, or None
+    when all are kept. File-based loaders apply it to their file lists before decoding.
 
     Per class quota = n * class share (largest remainder, ties to the lower class id);
     each class then keeps its first ``quota`` samples in a seeded permutation. Kept
@@ -109,19 +116,31 @@ def limit_split(split: Split, n: int, seed: int, key: str = "limit") -> Split:
     """
     if n < 1:
         raise ParamsError(f"data.{key} must be >= 1 or null, got {n}")
-    if n >= len(split):
-        return split
-    classes, counts = np.unique(split.y, return_counts=True)
+    if n >= len(y):
+        return None
+    classes, counts = np.unique(y, return_counts=True)
     exact = n * counts / counts.sum()
     quota = np.floor(exact).astype(int)
     order = np.lexsort((classes, -(exact - quota)))  # biggest remainder first
     quota[order[: n - quota.sum()]] += 1
-    perm = np.random.default_rng(seed).permutation(len(split))
+    perm = np.random.default_rng(seed).permutation(len(y))
     keep = np.concatenate(
-        [perm[split.y[perm] == c][:q] for c, q in zip(classes, quota, strict=True)]
+        [perm[y[perm] == c][:q] for c, q in zip(classes, quota, strict=True)]
     )
     keep.sort()
-    return Split(split.x[keep], split.y[keep])
+    return keep
+
+
+def limited_files(split: str, paths: list, labels: list, cfg: dict) -> tuple[list, list]:
+    """A split's file list cut to ``data.limit_<split>`` before anything is decoded: the same
+    subset ``limit_split`` keeps of the decoded split (selection uses the labels only)."""
+    key = f"limit_{split}"
+    if cfg.get(key) is None:
+        return paths, labels
+    keep = limit_indices(np.asarray(labels, np.int64), int(cfg[key]), int(cfg.get("split_seed") or 0), key)
+    if keep is None:
+        return paths, labels
+    return [paths[i] for i in keep], [labels[i] for i in keep]
 
 
 def require_root(cfg: dict, name: str) -> Path:

@@ -158,20 +158,18 @@ def _load_class_folders(cfg: dict, name: str, train_dirs: list[str], test_dir: s
             f"{name}: expected folders root/{{{','.join(needed)}}}/<class>/<image> under "
             f"{str(root)!r}; missing: {', '.join(missing)}"
         )
-    classes, files = None, {}
+    classes = None
     for d in train_dirs:
         found = class_folders(root / d)
         classes = sorted(set(classes or []) | set(found))
+    files = {"train": ([], []), "test": ([], [])}
     for d in needed:
         _, paths, labels = _folder_split(root / d, classes)
-        files[d] = (paths, labels)
-    parts, skipped = load_labelled_files(files, bool(cfg.get("skip_corrupt")), name)
-    train = [parts[d] for d in train_dirs]
-    out = {
-        "train": (np.concatenate([p[0] for p in train]), np.concatenate([p[1] for p in train])),
-        "test": parts[test_dir],
-    }
-    return _dataset(name, classes, out, skipped)
+        split = "test" if d == test_dir else "train"
+        files[split][0].extend(paths)  # train folders in order: train, then valid (cinic10)
+        files[split][1].extend(labels)
+    parts, skipped = load_labelled_files(files, cfg, name)
+    return _dataset(name, classes, parts, skipped)
 
 
 @register("imagefolder", modality="image")
@@ -244,7 +242,7 @@ def load_tinyimagenet(cfg: dict) -> Dataset:
             raise DataError(f"empty split: no images for {split!r} under {str(root)!r}")
 
     files = {"train": (train_paths, train_y), "test": (test_paths, test_y)}
-    parts, skipped = load_labelled_files(files, bool(cfg.get("skip_corrupt")), "tinyimagenet")
+    parts, skipped = load_labelled_files(files, cfg, "tinyimagenet")
     names = [words.get(w, w) for w in wnids]
     # a first name can repeat across wnids; keep class names unique for reports
     classes = [f"{n} ({w})" if names.count(n) > 1 else n for n, w in zip(names, wnids, strict=True)]

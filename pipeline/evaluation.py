@@ -1,0 +1,232 @@
+"""The evaluate stage: every trained model on the test split, side by side.
+
+Per model: top-1 (and top-5 beyond 10 classes) accuracy, per-class accuracy, confusion matrix,
+expected calibration error, accuracy under Gaussian input noise, parameters and MACs (in
+`data/metrics/evaluate.json`, flat `<model>_<metric>` keys, the declared DVC metrics), and the
+CPU latencies of PyTorch and of the exported ONNX file (`data/metrics/timing.json`: kept in Git
+with every run but not a declared metric, so that timing noise stays out of `dvc exp show` and
+`dvc metrics diff`). The report (`data/report/`) holds the tables and plain-words warnings;
+`data/plots/` the figures that dvc.yaml's top-level plots name.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tabulate import tabulate
+from torch import Tensor, nn
+
+from pipeline import figures, layout
+from pipeline import metrics as M
+from pipeline.checkpoint import load_model
+from pipeline.export import onnx_latency_ms, read_check
+from pipeline.inputs import Inputs, Normalizer, load_inputs, to_unit
+from pipeline.params import EvaluateParams, Params
+from pipeline.store import write_json
+from pipeline.runtime import select_device
+
+QUALITY_KEYS = ("acc", "top5", "ece", "params", "macs", "onnx_bytes")  # -> evaluate.json
+TIMING_KEYS = ("torch_b1_ms", "onnx_b1_ms", "onnx_b64_ms")            # -> timing.json
+
+
+def model_names(params: Params) -> list[str]:
+    return [*layout.TEACHER_MODELS, *layout.student_names(params.distill.methods)]
+
+
+def prediction_metrics(model: nn.Module, x01: Tensor, y: Tensor, num_classes: int,
+                       normalizer: Normalizer | None, cfg: EvaluateParams, noise: bool,
+                       device: str | torch.device = "cpu", clamp: bool = True) -> dict[str, Any]:
+    """What one model's predictions score on one split (`x01`: inputs on [0, 1] or PIs).
+
+    Noise levels above 0 only (σ = 0 is `acc` itself), and only when `noise` is true.
+    """
+    logits = predict_checked(model, x01, y, num_classes, normalizer, cfg.batch_size, device)
+    y = y.cpu().long()
+    out: dict[str, Any] = {"n": len(y), "acc": M.topk_accuracy(logits, y, 1)}
+    if num_classes > 10:
+        out["top5"] = M.topk_accuracy(logits, y, 5)
+    out["ece"] = M.calibration_error(logits, y, cfg.ece_bins)
+    out["per_class_acc"] = M.per_class_accuracy(logits, y, num_classes)
+    out["confusion"] = M.confusion_matrix(logits, y, num_classes).tolist()
+    stds = [s for s in cfg.noise_std if s > 0] if noise else []
+    out["noise_acc"] = M.noise_robustness(model, x01, y, stds, transform=normalizer, seed=0,
+                                          batch_size=cfg.batch_size, device=device, clamp=clamp)
+    out["calibration"] = M.reliability_bins(logits, y, cfg.ece_bins)
+    return out
+
+
+def predict_checked(model: nn.Module, x01: Tensor, y: Tensor, num_classes: int,
+                    normalizer: Normalizer | None, batch_size: int, device) -> Tensor:
+    logits = M.predict(model, x01, batch_size=batch_size, device=device, transform=normalizer)
+    if logits.shape != (len(y), num_classes):
+        raise ValueError(f"model outputs {tuple(logits.shape)} logits; the split has "
+                         f"{len(y)} samples of {num_classes} classes")
+    return logits
+
+
+def cost_metrics(name: str, model: nn.Module, shape: tuple[int, ...], cfg: EvaluateParams) -> dict[str, Any]:
+    """Size and speed: parameters, MACs, PyTorch batch-1 latency on one thread, and, for an
+    exported model, the ONNX file's size, agreement and onnxruntime latencies."""
+    out: dict[str, Any] = {"params": M.count_parameters(model), "macs": M.count_macs(model, shape),
+                           "torch_b1_ms": M.cpu_latency_ms(model, shape, repeats=cfg.latency_repeats)}
+    check = read_check(name)
+    if check is not None:
+        onnx = layout.export_dir(name) / "model.onnx"
+        # a batch call does `latency_batch` times the work: fewer calls give as steady a median
+        batch_repeats = max(3, cfg.latency_repeats // 4)
+        out.update(onnx_bytes=check["size_bytes"], onnx_max_abs_logit_diff=check["max_abs_logit_diff"],
+                   onnx_top1_agreement=check["top1_agreement"],
+                   onnx_b1_ms=onnx_latency_ms(onnx, shape, 1, 1, cfg.latency_repeats),
+                   onnx_b64_ms=onnx_latency_ms(onnx, shape, cfg.latency_batch, 0, batch_repeats, warmup=1))
+    return out
+
+
+def evaluate_one(name: str, inputs: Inputs, params: Params, device: torch.device) -> dict[str, Any]:
+    cfg = params.evaluate
+    model, meta = load_model(layout.model_dir(name) / f"{cfg.checkpoint}.pt")
+    key = meta["input_key"]
+    stored = inputs.splits["test"][key]
+    unit = to_unit(stored) if key == "x" else stored
+    # Noise goes on raw inputs on [0, 1]; persistence images are no such input, so the topology
+    # teacher gets clean accuracy only (noisy PIs would need the topology of noisy inputs).
+    result = prediction_metrics(model, unit, inputs.splits["test"]["y"], inputs.num_classes,
+                                inputs.normalizers[key], cfg, noise=key == "x", device=device,
+                                clamp=inputs.modality == "image")
+    result.update(model=name, arch=meta["arch"], epoch=meta.get("epoch"), checkpoint=cfg.checkpoint,
+                  input="persistence image" if key == "pi" else inputs.modality,
+                  **cost_metrics(name, model, tuple(unit.shape[1:]), cfg))
+    return result
+
+
+def flat_metrics(results: list[dict[str, Any]], keys: tuple[str, ...], noise: bool) -> dict[str, float]:
+    """`{<model>_<key>: value}` for the metrics files (absent values are left out)."""
+    flat: dict[str, float] = {}
+    for r in results:
+        flat.update({f"{r['model']}_{k}": r[k] for k in keys if r.get(k) is not None})
+        if noise:
+            flat.update({f"{r['model']}_noise{s}_acc": a for s, a in r["noise_acc"].items()})
+    return flat
+
+
+def write_plot_tables(params: Params) -> None:
+    """The per-epoch series dvc.yaml's line charts draw, from the training stages' DVCLive logs."""
+    curves = {m: figures.read_live_series(layout.live_dir(m) / "plots" / "metrics" / f"{m}_acc.tsv")
+              for m in model_names(params)}
+    figures.write_series(layout.EVALUATE_PLOTS / "test_accuracy.csv", {m: c for m, c in curves.items() if c},
+                         "test_accuracy")
+    shares = {f"group {g}": figures.read_live_series(layout.live_dir("tgd") / "plots" / "metrics" /
+                                                     f"tgd_share_g{g}.tsv") for g in (1, 2, 3)}
+    figures.write_series(layout.EVALUATE_PLOTS / "tgd_teacher2_share.csv", {g: s for g, s in shares.items() if s},
+                         "teacher2_share")
+
+
+def write_figures(results: list[dict[str, Any]], params: Params, classes: list[str]) -> None:
+    where = f"test split of {params.data.name}, seed {params.train.seed}, {params.evaluate.checkpoint} checkpoints"
+    by_name = {r["model"]: r for r in results}
+    figures.plot_confusions({n: r["confusion"] for n, r in by_name.items()}, classes,
+                            layout.EVALUATE_PLOTS / "confusion.png", f"Confusion matrices ({where})")
+    figures.plot_reliability({n: r["calibration"] for n, r in by_name.items()},
+                             {n: r["ece"] for n, r in by_name.items()},
+                             layout.EVALUATE_PLOTS / "reliability.png", f"Reliability diagrams ({where})")
+    students = [by_name[n] for n in layout.student_names(params.distill.methods)]
+    figures.plot_students(students, layout.EVALUATE_PLOTS / "students.png",
+                          f"Students: accuracy clean and under Gaussian input noise, and ECE ({where})",
+                          chance=100.0 / len(classes))
+    write_plot_tables(params)
+
+
+def warnings_in_words(results: list[dict[str, Any]], methods: list[str]) -> list[str]:
+    """Plain-words warnings: a teacher weaker than the scratch student, a distilled student
+    below it."""
+    by_name = {r["model"]: r for r in results}
+    scratch = by_name["scratch"]["acc"]
+    lines = []
+    for teacher, knob in (("teacher_image", "models.teacher_image, train.epochs"),
+                          ("teacher_topology", "models.teacher_topology, topology.*; its weight is 1 - distill.alpha")):
+        if by_name[teacher]["acc"] < scratch:
+            lines.append(f"The {teacher} ({by_name[teacher]['acc']:.2f} %) is less accurate than the scratch "
+                         f"student ({scratch:.2f} %): students distilled from it are pulled toward a worse "
+                         f"classifier ({knob}).")
+    below = [m for m in methods if by_name[m]["acc"] < scratch]
+    for m in below:
+        lines.append(f"The {m} student ({by_name[m]['acc']:.2f} %) is below the scratch student "
+                     f"({scratch:.2f} %): {m} distillation did not help on this run.")
+    return lines
+
+
+def _table(results: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """A markdown table of `results`; columns (key, header, format); `–` where absent."""
+    rows = [[r.get(key) for key, _, _ in columns] for r in results]
+    return tabulate(rows, headers=[h for _, h, _ in columns], tablefmt="pipe",
+                    floatfmt=[f for _, _, f in columns], intfmt=",", missingval="–")
+
+
+def comparison_table(results: list[dict[str, Any]], classes: int) -> str:
+    columns = [("model", "model", ""), ("arch", "arch", ""), ("acc", "acc %", ".2f"),
+               *([("top5", "top-5 %", ".2f")] if classes > 10 else []), ("ece", "ECE", ".4f"),
+               ("params", "params", ""), ("macs", "MACs", ""), ("torch_b1_ms", "PyTorch ms (b1)", ".2f"),
+               ("onnx_b1_ms", "ONNX ms (b1)", ".2f")]
+    return _table(results, columns)
+
+
+def noise_table(results: list[dict[str, Any]]) -> str:
+    stds = sorted({s for r in results for s in r["noise_acc"]}, key=float)
+    rows = [{**r, **{f"noise {s}": r["noise_acc"].get(s) for s in stds}} for r in results]
+    return _table(rows, [("model", "model", ""), ("acc", "clean", ".2f"),
+                         *((f"noise {s}", f"σ {s}", ".2f") for s in stds)])
+
+
+def deployment_table(results: list[dict[str, Any]], batch: int) -> str:
+    rows = [{**r, "onnx_kib": r["onnx_bytes"] / 1024 if r.get("onnx_bytes") else None} for r in results]
+    return _table(rows, [("model", "model", ""), ("torch_b1_ms", "PyTorch ms, batch 1, 1 thread", ".3f"),
+                         ("onnx_b1_ms", "ONNX ms, batch 1, 1 thread", ".3f"),
+                         ("onnx_b64_ms", f"ONNX ms, batch {batch}, all cores", ".2f"),
+                         ("onnx_kib", "ONNX KiB", ".1f"), ("onnx_max_abs_logit_diff", "max abs. logit diff.", ".2e"),
+                         ("onnx_top1_agreement", "top-1 agreement %", ".2f")])
+
+
+WHERE = ("Figures: data/plots/ (`dvc plots show` draws them into dvc_plots/index.html); "
+         "ONNX students: data/export/<model>/model.onnx.")
+
+
+def markdown_report(results: list[dict[str, Any]], params: Params, classes: int, warnings: list[str]) -> str:
+    lines = [
+        "# Evaluation report", "",
+        f"Data set `{params.data.name}` ({classes} classes, {results[0]['n']} test samples), seed "
+        f"{params.train.seed}, checkpoint `{params.evaluate.checkpoint}` of every model (`last` = the final "
+        "epoch; `best` = the epoch with the best test accuracy, which is optimistic).", "",
+        comparison_table(results, classes), "",
+        *(f"**Warning.** {w}" + "\n" for w in warnings),
+        "## Robustness to Gaussian noise on the raw input (accuracy %, σ on the [0, 1] scale)", "",
+        noise_table([r for r in results if r["noise_acc"]]), "",
+        "The topology teacher reads persistence images, not raw inputs: no noise figures for it.", "",
+        "## Deployment: ONNX (onnxruntime) against PyTorch on this CPU", "",
+        deployment_table(results, params.evaluate.latency_batch), "",
+        "Latencies are medians of repeated calls and vary from run to run (`data/metrics/timing.json`).",
+        "", WHERE, "",
+    ]
+    return "\n".join(lines)
+
+
+def closing_summary(results: list[dict[str, Any]], params: Params, classes: int, warnings: list[str]) -> str:
+    """What the stage prints last: the table, the warnings, the best student, where things are."""
+    students = [r for r in results if r["model"] in layout.student_names(params.distill.methods)]
+    best = max(students, key=lambda r: r["acc"])
+    return "\n".join([comparison_table(results, classes), "", *warnings,
+                      f"Best student: {best['model']} at {best['acc']:.2f} % "
+                      f"(scratch {next(r['acc'] for r in students if r['model'] == 'scratch'):.2f} %).",
+                      WHERE])
+
+
+def evaluate_all(params: Params) -> tuple[list[dict[str, Any]], str]:
+    """The evaluate stage; returns every model's result and the closing summary."""
+    device = select_device(params.train.device)
+    inputs = load_inputs(prepared_dir=layout.PREPARED, topology_dir=layout.TOPOLOGY)
+    results = [evaluate_one(name, inputs, params, device) for name in model_names(params)]
+    write_json(layout.EVALUATE_METRICS, flat_metrics(results, QUALITY_KEYS, noise=True))
+    write_json(layout.TIMING, flat_metrics(results, TIMING_KEYS, noise=False))
+    warnings = warnings_in_words(results, params.distill.methods)
+    write_json(layout.REPORT / "report.json", results)
+    (layout.REPORT / "report.md").write_text(markdown_report(results, params, inputs.num_classes, warnings))
+    write_figures(results, params, inputs.classes)
+    return results, closing_summary(results, params, inputs.num_classes, warnings)
