@@ -181,6 +181,13 @@ def test_imagefolder_empty_split_named(tmp_path):
         load_dataset({"name": "imagefolder", "root": str(tmp_path)})
 
 
+def test_imagefolder_empty_class_folder_named(tmp_path):
+    write_folder(tmp_path, {"train": {"a": [rgb(1)], "b": [rgb(2)]}, "test": {"a": [rgb(1)]}})
+    (tmp_path / "test" / "b").mkdir()
+    with pytest.raises(DataError, match=r"test/b'?: empty class folder"):
+        load_dataset({"name": "imagefolder", "root": str(tmp_path)})
+
+
 # ---------------------------------------------------------------- cinic10
 
 

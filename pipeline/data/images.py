@@ -138,14 +138,19 @@ def _folder_split(split_dir: Path, classes: list[str] | None):
     if absent:
         raise DataError(f"{str(split_dir)!r}: classes absent from train: {', '.join(absent)}")
     paths, labels = [], []
+    empty = []
     for c in found:
         files = list_images(split_dir / c)
+        empty += [] if files else [c]
         paths += files
         labels += [index[c]] * len(files)
     if not paths:
         raise DataError(
             f"empty split: no .png/.jpg/.jpeg images in {str(split_dir)!r}/<class>/"
         )
+    if empty:  # a class without images would silently train and test without it
+        raise DataError(f"{str(split_dir / empty[0])!r}: empty class folder (no .png/.jpg/.jpeg "
+                        "images); add its images or remove the folder")
     return classes, paths, labels
 
 
