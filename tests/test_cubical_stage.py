@@ -141,22 +141,9 @@ def test_dvc_declares_the_figure_and_no_output_inside_another():
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("dvc") is None, reason="dvc is not installed")
 def test_dvc_exp_run_with_the_stacked_recipe(tmp_path):
-    from tests.test_dvc import PROJECT_FILES, sh
+    from tests.test_dvc import kd_tgd_params, make_project, sh
 
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, tmp_path / name)
-    params = tiny_params()
-    params["train"]["epochs"] = 1
-    params["distill"]["methods"] = ["kd", "tgd"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(tmp_path, "git", "init", "-q")
-    sh(tmp_path, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    sh(tmp_path, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project")
+    make_project(tmp_path, kd_tgd_params())
     out = sh(tmp_path, "dvc", "exp", "run", "-n", "stacked", "-S", "topology.image.filtrations=[sequence,cubical]")
     for stage in ("prepare", "topology", "train_teacher@topology", "distill@tgd", "evaluate"):
         assert f"Running stage '{stage}'" in out, stage

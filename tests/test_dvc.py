@@ -23,28 +23,38 @@ def sh(cwd: Path, *args: str) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A fresh git + DVC project holding this repository's pipeline and tiny params."""
-    root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = REPO / name
+def make_project(root: Path, params: dict, extra: tuple[str, ...] = ()) -> Path:
+    """A fresh git + DVC project at `root`: this repository's pipeline (PROJECT_FILES and
+    `extra`), `params` as params.yaml, one commit."""
+    for name in [*PROJECT_FILES, *extra]:
+        source, target = REPO / name, root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, root / name)
-    params = tiny_params()
-    params["train"]["epochs"] = 1
-    params["distill"]["methods"] = ["kd", "tgd"]
+            shutil.copy(source, target)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(root, "git", "init", "-q")
     # DVC commits experiments itself: give the repository an identity (CI may have no global one)
     sh(root, "git", "config", "user.name", "tgd-pipeline tests")
     sh(root, "git", "config", "user.email", "tests@example.invalid")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny project")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "tiny project")
     return root
+
+
+def kd_tgd_params() -> dict:
+    """Tiny params for DVC runs: one epoch, kd and tgd."""
+    params = tiny_params()
+    params["train"]["epochs"] = 1
+    params["distill"]["methods"] = ["kd", "tgd"]
+    return params
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A fresh git + DVC project holding this repository's pipeline and tiny params."""
+    return make_project(tmp_path_factory.mktemp("project"), kd_tgd_params())
 
 
 def test_repro_then_experiment_reruns_only_downstream_stages(project):

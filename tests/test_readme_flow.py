@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from pipeline.experiments import experiment_metrics
-from tests.conftest import REPO, tiny_params
-from tests.test_dvc import PROJECT_FILES, sh
+from tests.conftest import REPO
+from tests.test_dvc import kd_tgd_params, make_project, sh
 
 SECTION = "## Keep the baseline, then experiment"
 METRICS = "data/metrics/evaluate.json"
@@ -46,22 +46,8 @@ def _exp_show(project: Path) -> list[dict]:
                     reason="dvc is not installed")
 def test_walking_the_readme_keeps_the_baseline_next_to_the_experiment(tmp_path):
     project = tmp_path / "clone"
-    for name in [*PROJECT_FILES, ".dvc/.gitignore"]:  # what a clone holds of DVC's own files
-        source, target = REPO / name, project / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target)
-    params = tiny_params()
-    params["train"]["epochs"] = 1
-    params["distill"]["methods"] = ["kd", "tgd"]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(project, "git", "init", "-q")
-    sh(project, "git", "config", "user.name", "tgd-pipeline tests")
-    sh(project, "git", "config", "user.email", "tests@example.invalid")
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "a fresh clone")
+    params = kd_tgd_params()
+    make_project(project, params, extra=(".dvc/.gitignore",))  # what a clone holds of DVC's own files
 
     steps = readme_steps()
     experiment_step = next(step for step in steps if step.startswith("dvc exp run"))

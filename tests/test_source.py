@@ -10,10 +10,10 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from conftest import REPO, tiny_params
+from conftest import tiny_params
+from tests.test_dvc import make_project
 from pipeline.remote import local_root
 from pipeline.source import changes, fingerprint
 
@@ -106,17 +106,9 @@ def _sh(cwd: Path, *args: str) -> str:
 def test_dvc_reruns_prepare_exactly_when_the_image_folder_changes(tmp_path):
     tree = _image_tree(tmp_path / "images")
     project = tmp_path / "project"
-    for name in ("pipeline", "stages", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (project / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, project / name)
     params = tiny_params(**{"data.name": "imagefolder", "data.root": str(tree), "data.limit_train": None,
                             "data.limit_test": None})
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _sh(project, "git", "init", "-q")
+    make_project(project, params)
 
     first = _sh(project, "dvc", "repro", "prepare")
     assert "Running stage 'source'" in first and "Running stage 'prepare'" in first
