@@ -1,0 +1,440 @@
+"""`python -m pipeline.study`: a seed study's whole DAG without DVC, its runs side by side.
+
+DVC (`dvc exp run --queue`) is the way to run studies where the project is installed. This
+runner is for a machine that has PyTorch but not DVC or Git state worth keeping, such as a lent
+GPU box for one session: it runs the same stage modules (`python -m stages.<stage>`) as
+subprocesses, several at once, and writes one markdown report. Nothing in it changes what a
+stage computes: a run here and a `dvc repro` with the same params train the same models.
+
+A study file (YAML) names the runs:
+
+    params:            # overrides of params.yaml for every run (nested or dotted keys)
+      train: {device: cuda, amp: true}
+    studies:
+      - name: paper
+        params: {models: {teacher_image: wrn16_3}, train: {epochs: 20}}
+        seeds: [0, 1, 2]
+        variants:      # the first is the base: it trains the teachers and the scratch student
+          - {name: base}
+          - {name: a0.7-bm, params: {distill: {alpha: 0.7, kl_reduction: batchmean}}, methods: [tgd]}
+          - {name: cubical, params: {topology: {image: {filtrations: [cubical]}}}, methods: [tgd]}
+
+Per (study, seed) the base variant runs teacher_image, teacher_topology, train_student, (the
+teacher cache), distill@<method> for `distill.methods`, export and evaluate. Another variant
+re-runs only what its overrides reach, as DVC would: `distill.*` the distillation of its
+`methods`; `topology.*` its own topology stores (shared by every seed) and teacher 2 as well.
+Teacher 1 and the scratch student always come from the base (linked, not copied); a variant that
+changes `data`, `models` or `train` is a study of its own. Stores are shared: one prepare per
+`data` section, one topology per (`data`, `topology`).
+
+Jobs start in the file's order (study, then seed, then variant) as soon as their inputs exist,
+at most `--slots` at a time. At `--deadline` seconds the running ones are stopped and the report
+says which runs are missing: a study that outlasts its machine still reports what finished.
+
+    python -m pipeline.study studies/device-h200.yaml --work /tmp/study --slots 8 \\
+        --set data.root=/tmp/data/cifar10-jpeg --deadline 540
+
+Report: `<work>/results.md` (per study and variant: the models' mean ± std over seeds, paired
+differences to kd and to scratch with 95 % t intervals - pipeline.experiments' tables -, teacher
+2's map share, and each stage's wall time) and `<work>/results.json`; job logs in `<work>/logs/`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from pipeline import layout
+from pipeline.errors import PipelineError
+from pipeline.experiments import Run, paired_differences, paired_table, summary_table
+from pipeline.params import DEFAULT_PARAMS, apply_overrides, flatten, read_yaml, validate
+from pipeline.runtime import fingerprint
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANT_SECTIONS = ("distill", "topology")   # what a variant may change; the rest is the study's
+TEACHER_TOPOLOGY = "teacher_topology"
+
+
+# -- the study file ------------------------------------------------------------------------------
+
+@dataclass
+class Variant:
+    name: str
+    params: dict[str, Any]           # the full params.yaml of this variant's runs (seed aside)
+    methods: list[str]
+    own_topology: bool               # its overrides reach topology.*: own stores and teacher 2
+
+
+@dataclass
+class Study:
+    name: str
+    seeds: list[int]
+    variants: list[Variant]          # variants[0] is the base
+
+
+def load_study_file(path: Path, sets: dict[str, Any], base_params: Path = DEFAULT_PARAMS) -> list[Study]:
+    """The studies of `path`, every variant's params merged and validated (errors name the key)."""
+    spec = read_yaml(path)
+    unknown = set(spec) - {"params", "studies"}
+    if unknown or not spec.get("studies"):
+        raise PipelineError(f"{path}: a study file holds `params` and a non-empty `studies` list"
+                            + (f"; unknown keys: {', '.join(sorted(unknown))}" if unknown else ""))
+    common = apply_overrides(read_yaml(base_params), spec.get("params") or {})
+    studies, names = [], set()
+    for i, entry in enumerate(spec["studies"]):
+        where = f"{path}: studies[{i}]"
+        name, seeds, variants = entry.get("name"), entry.get("seeds"), entry.get("variants") or [{"name": "base"}]
+        if not name or name in names or not seeds or not all(isinstance(s, int) for s in seeds):
+            raise PipelineError(f"{where}: needs a unique `name` and `seeds`, a list of integers")
+        names.add(name)
+        study_params = apply_overrides(common, entry.get("params") or {})
+        studies.append(Study(name, list(seeds), [_variant(v, study_params, sets, f"{where}.variants[{j}]", j == 0)
+                                                for j, v in enumerate(variants)]))
+    return studies
+
+
+def _variant(entry: dict[str, Any], study_params: dict[str, Any], sets: dict[str, Any], where: str,
+             is_base: bool) -> Variant:
+    """One variant's params: the study's, its own overrides, then the command line's `--set`s."""
+    name, overrides = entry.get("name"), entry.get("params") or {}
+    if not name:
+        raise PipelineError(f"{where}: needs a `name`")
+    keys = list(flatten(overrides))
+    outside = [k for k in keys if k.split(".")[0] not in VARIANT_SECTIONS]
+    if outside and not is_base:
+        raise PipelineError(f"{where} ({name}): a variant may change {' and '.join(VARIANT_SECTIONS)} "
+                            f"keys only, not {', '.join(outside)}; make it a study of its own")
+    params = apply_overrides(apply_overrides(study_params, overrides), sets)
+    methods = entry.get("methods") or params["distill"]["methods"]
+    params["distill"]["methods"] = list(methods)
+    validate(params, f"{where} ({name})")
+    return Variant(name, params, list(methods),
+                   own_topology=not is_base and any(k.startswith("topology.") for k in keys))
+
+
+# -- jobs and their scheduling -----------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One stage command in one working folder."""
+    key: str
+    args: list[str]                  # after `python -m`
+    cwd: Path
+    deps: list[str] = field(default_factory=list)
+    state: str = "waiting"           # waiting | running | done | failed | stopped | skipped
+    note: str = ""
+    started: float | None = None
+    ended: float | None = None
+    process: subprocess.Popen | None = None
+    log: Any = None                  # the open log file the process writes to
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.started is None or self.ended is None else self.ended - self.started
+
+    @property
+    def stage(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+def _env() -> dict[str, str]:
+    # One BLAS/OpenMP thread per process: the runner's parallelism is its processes (train.threads
+    # sets torch's own count; topology's workers are joblib processes).
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_jobs(jobs: list[Job], slots: int, deadline: float | None, logs: Path,
+             say: Callable[[str], None] = print, poll: float = 0.5) -> None:
+    """Run `jobs` in list order as their deps finish, at most `slots` at once, until done or
+    `deadline` (time.monotonic()); a failed job's dependents are skipped, naming it."""
+    logs.mkdir(parents=True, exist_ok=True)
+    by_key = {job.key: job for job in jobs}
+    start = time.monotonic()
+    clock = lambda: f"[{time.monotonic() - start:6.0f} s]"
+    while True:
+        for job in jobs:   # the dependents of a failure never run
+            bad = [d for d in job.deps if by_key[d].state in ("failed", "skipped", "stopped")]
+            if job.state == "waiting" and bad:
+                job.state, job.note = "skipped", f"needs {bad[0]} ({by_key[bad[0]].state})"
+        running = [j for j in jobs if j.state == "running"]
+        for job in running:
+            code = job.process.poll()
+            if code is not None:
+                job.ended, job.state = time.monotonic(), "done" if code == 0 else "failed"
+                job.log.close()
+                say(f"{clock()} {job.state:>6} {job.key} ({job.seconds:.0f} s)")
+                if code:
+                    job.note = f"exit {code}; log {_log(logs, job)}"
+                    say("".join(_log(logs, job).read_text().splitlines(keepends=True)[-15:]))
+        if deadline is not None and time.monotonic() > deadline:
+            _stop_all(jobs, say, clock)
+            return
+        running = [j for j in jobs if j.state == "running"]
+        for job in jobs:
+            if len(running) >= slots:
+                break
+            if job.state == "waiting" and all(by_key[d].state == "done" for d in job.deps):
+                _launch(job, logs)
+                running.append(job)
+                say(f"{clock()} start  {job.key}")
+        if not any(j.state in ("running", "waiting") for j in jobs):
+            return
+        time.sleep(poll)
+
+
+def _log(logs: Path, job: Job) -> Path:
+    return logs / (job.key.replace("/", "__").replace("@", "_") + ".log")
+
+
+def _launch(job: Job, logs: Path) -> None:
+    job.cwd.mkdir(parents=True, exist_ok=True)
+    job.log = _log(logs, job).open("w")
+    job.process = subprocess.Popen([sys.executable, "-m", *job.args], cwd=job.cwd, env=_env(),
+                                   stdout=job.log, stderr=subprocess.STDOUT, start_new_session=True)
+    job.started, job.state = time.monotonic(), "running"
+
+
+def _stop_all(jobs: list[Job], say: Callable[[str], None], clock: Callable[[], str]) -> None:
+    for job in jobs:
+        if job.state == "running":
+            os.killpg(job.process.pid, signal.SIGTERM)
+            job.process.wait()
+            job.log.close()
+            job.ended, job.state, job.note = time.monotonic(), "stopped", "stopped at the deadline"
+            say(f"{clock()} stopped {job.key} at the deadline")
+        elif job.state == "waiting":
+            job.state, job.note = "skipped", "not started before the deadline"
+
+
+# -- the DAG of a study --------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    runs: dict[tuple[str, str, int], Path]   # (study, variant, seed): the folder evaluate writes in
+
+
+def _write_params(folder: Path, params: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        link.symlink_to(target.resolve(), target_is_directory=True)
+
+
+def plan(studies: list[Study], work: Path) -> Plan:
+    """Folders, params files, links between folders and the jobs, in priority order."""
+    jobs: list[Job] = []
+    runs: dict[tuple[str, str, int], Path] = {}
+    stores: dict[str, str] = {}   # fingerprint of a shared store's params -> its job key
+
+    def shared(kind: str, params: dict[str, Any], sections: tuple[str, ...], args: list[str],
+               deps: list[str], inputs: Path | None) -> tuple[str, Path]:
+        key = fingerprint(kind, [params[s] for s in sections])
+        folder = work / "stores" / f"{kind}-{key}"
+        if key not in stores:
+            _write_params(folder, params)
+            if inputs is not None:
+                _link(inputs, folder / layout.PREPARED)
+            stores[key] = f"stores/{kind}-{key}/{kind}"
+            jobs.append(Job(stores[key], args, folder, deps))
+        return stores[key], folder
+
+    for study in studies:
+        for seed in study.seeds:
+            base_dir = work / study.name / f"seed{seed}" / study.variants[0].name
+            for index, variant in enumerate(study.variants):
+                params = apply_overrides(variant.params, {"train": {"seed": seed}})
+                prep_job, prep_dir = shared("prepare", params, ("data",), ["stages.prepare"], [], None)
+                topo_job, topo_dir = shared("topology", params, ("data", "topology"), ["stages.topology"],
+                                            [prep_job], prep_dir / layout.PREPARED)
+                here = work / study.name / f"seed{seed}" / variant.name
+                _write_params(here, params)
+                _link(prep_dir / layout.PREPARED, here / layout.PREPARED)
+                _link(topo_dir / layout.TOPOLOGY, here / layout.TOPOLOGY)
+                prefix = f"{study.name}/seed{seed}/{variant.name}"
+                base_prefix = f"{study.name}/seed{seed}/{study.variants[0].name}"
+                trained = {}   # model -> the job that trains it
+                own = ["teacher_image", TEACHER_TOPOLOGY, "scratch"] if index == 0 else \
+                    ([TEACHER_TOPOLOGY] if variant.own_topology else [])
+                for model in ("teacher_image", TEACHER_TOPOLOGY, "scratch"):
+                    if model in own:
+                        args = ["stages.train_student"] if model == "scratch" else \
+                            ["stages.train_teacher", model.split("_", 1)[1]]
+                        deps = [topo_job] if model == TEACHER_TOPOLOGY else [prep_job]
+                        jobs.append(Job(f"{prefix}/{_stage_name(model)}", args, here, deps))
+                        trained[model] = f"{prefix}/{_stage_name(model)}"
+                    else:   # the base's model, linked with its curves
+                        _link(base_dir / layout.model_dir(model), here / layout.model_dir(model))
+                        _link(base_dir / layout.live_dir(model), here / layout.live_dir(model))
+                        trained[model] = f"{base_prefix}/{_stage_name(model)}"
+                teacher_jobs = [trained["teacher_image"], trained[TEACHER_TOPOLOGY]]
+                distill_deps = [*teacher_jobs, trained["scratch"], topo_job]
+                if params["distill"]["teacher_cache"]:
+                    jobs.append(Job(f"{prefix}/teachers", ["stages.teachers"], here, [*teacher_jobs, topo_job]))
+                    distill_deps.append(f"{prefix}/teachers")
+                distills = [f"{prefix}/distill@{m}" for m in variant.methods]
+                jobs += [Job(key, ["stages.distill", m], here, distill_deps)
+                         for key, m in zip(distills, variant.methods)]
+                models = [*trained.values(), *distills]
+                jobs.append(Job(f"{prefix}/export", ["stages.export"], here, models))
+                jobs.append(Job(f"{prefix}/evaluate", ["stages.evaluate"], here, [*models, f"{prefix}/export"]))
+                runs[(study.name, variant.name, seed)] = here
+    return Plan(jobs, runs)
+
+
+def _stage_name(model: str) -> str:
+    """The dvc.yaml stage that trains `model`."""
+    return {"scratch": "train_student"}.get(model, f"train_teacher@{model.split('_', 1)[-1]}")
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+def _finished_runs(study: Study, variant: Variant, folders: dict[tuple[str, str, int], Path]) -> dict[str, Run]:
+    found = {}
+    for seed in study.seeds:
+        metrics_file = folders[(study.name, variant.name, seed)] / layout.EVALUATE_METRICS
+        if metrics_file.exists():
+            name = f"{study.name}-{variant.name}-s{seed}"
+            found[name] = Run(name, "", "done", {"train": {"seed": seed}},
+                              json.loads(metrics_file.read_text()), "")
+    return found
+
+
+def _shares(folder: Path) -> dict[str, float]:
+    """Teacher 2's share of tgd's merged maps in the last epoch, per group (DVCLive's metrics)."""
+    metrics = folder / layout.live_dir("tgd") / "metrics.json"
+    if not metrics.exists():
+        return {}
+    return {k: v for k, v in json.loads(metrics.read_text()).items() if "share" in k}
+
+
+def _paired(runs: dict[str, Run], baseline_runs: dict[str, Run] | None, baseline: str) -> str:
+    try:
+        paired = paired_differences(runs, baseline_runs, baseline)
+    except PipelineError as error:
+        return f"(no paired table: {error})"
+    return paired_table(paired, same_run=baseline_runs is None)
+
+
+def report(studies: list[Study], the_plan: Plan, wall: float) -> tuple[str, dict[str, Any]]:
+    lines = ["# Study report (pipeline.study)", "",
+             f"Wall time {wall:.0f} s; jobs: " + ", ".join(
+                 f"{sum(j.state == s for j in the_plan.jobs)} {s}"
+                 for s in ("done", "failed", "stopped", "skipped") if any(j.state == s for j in the_plan.jobs))]
+    data: dict[str, Any] = {"wall_s": wall, "jobs": [
+        {"key": j.key, "state": j.state, "seconds": j.seconds, "note": j.note} for j in the_plan.jobs],
+        "runs": {}}
+    for study in studies:
+        base = study.variants[0]
+        base_runs = _finished_runs(study, base, the_plan.runs)
+        lines += ["", f"## {study.name}", "", _params_line(base.params)]
+        for variant in study.variants:
+            runs = _finished_runs(study, variant, the_plan.runs)
+            data["runs"].update({n: r.metrics for n, r in runs.items()})
+            lines += ["", f"### {study.name} / {variant.name} ({len(runs)} of {len(study.seeds)} seeds finished)"]
+            if variant is not base:
+                lines.append("Overrides of the base: " + ", ".join(
+                    f"`{k}={v}`" for k, v in _diff(base.params, variant.params).items()))
+            if not runs:
+                continue
+            lines += ["", summary_table(runs), "", _paired(runs, None, "scratch")]
+            # tgd - kd within the run when the variant trains its own kd (same KL reduction), else
+            # against the base's kd of the same seed
+            own_kd = variant is base or "kd" in variant.methods
+            lines += ["", _paired(runs, None if own_kd else base_runs, "kd")]
+            shares = {seed: _shares(the_plan.runs[(study.name, variant.name, seed)]) for seed in study.seeds}
+            shares = {s: v for s, v in shares.items() if v}
+            if shares:
+                keys = sorted({k for v in shares.values() for k in v})
+                lines += ["", "Teacher 2's share of tgd's merged similarity maps (last epoch), per seed:", "",
+                          "| seed | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+                lines += [f"| {s} | " + " | ".join(f"{v.get(k, float('nan')):.4f}" for k in keys) + " |"
+                          for s, v in shares.items()]
+    lines += ["", "## Wall time per stage (seconds; median [min-max] over the runs that finished)", "",
+              "| stage | runs | median | range |", "|---|---|---|---|"]
+    by_stage: dict[str, list[float]] = {}
+    for job in the_plan.jobs:
+        if job.state == "done":
+            study_name = job.key.split("/")[0]
+            by_stage.setdefault(f"{study_name}: {job.stage}", []).append(job.seconds)
+    for stage, seconds in by_stage.items():
+        lines.append(f"| {stage} | {len(seconds)} | {statistics.median(seconds):.1f} | "
+                     f"{min(seconds):.1f}-{max(seconds):.1f} |")
+    missing = [j for j in the_plan.jobs if j.state != "done"]
+    if missing:
+        lines += ["", "Not finished:", ""] + [f"- {j.key}: {j.state} ({j.note})" for j in missing]
+    return "\n".join(lines) + "\n", data
+
+
+def _params_line(params: dict[str, Any]) -> str:
+    m, t, d = params["models"], params["train"], params["distill"]
+    return (f"Data `{params['data']['name']}`; teachers {m['teacher_image']} / {m['teacher_topology']}, "
+            f"student {m['student']}; {t['epochs']} epochs of {t['optimizer']} at lr {t['lr']}, batch "
+            f"{t['batch_size']}, device {t['device']}, amp {t['amp']}; distill alpha {d['alpha']}, "
+            f"kl_reduction {d['kl_reduction']}, methods {', '.join(d['methods'])}; filtrations "
+            f"{params['topology']['image']['filtrations']}.")
+
+
+def _diff(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    a, b = flatten(base), flatten(other)
+    return {k: v for k, v in b.items() if a.get(k) != v}
+
+
+# -- command line --------------------------------------------------------------------------------
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    sets = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PipelineError(f"--set {item!r}: expected KEY=VALUE, e.g. data.root=/data/cifar10-jpeg")
+        sets[key] = yaml.safe_load(value)
+    return sets
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.study", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("file", type=Path, help="a study file (YAML), e.g. studies/device-h200.yaml")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the runs, stores and report")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params key for every run, after the study file (as dvc exp run -S)")
+    parser.add_argument("--slots", type=int, default=1, help="stage processes at once (default 1)")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="seconds after which running stages are stopped and the report written")
+    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="the params.yaml overridden")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    try:
+        studies = load_study_file(args.file, _parse_sets(args.set), args.params)
+        the_plan = plan(studies, args.work)
+    except PipelineError as error:
+        sys.exit(f"error: {error}")
+    print(f"study: {len(the_plan.jobs)} jobs, {len(the_plan.runs)} runs, {args.slots} at a time, in {args.work}")
+    deadline = None if args.deadline is None else started + args.deadline
+    run_jobs(the_plan.jobs, args.slots, deadline, args.work / "logs")
+    text, data = report(studies, the_plan, time.monotonic() - started)
+    (args.work / "results.md").write_text(text)
+    (args.work / "results.json").write_text(json.dumps(data, indent=1))
+    print(text)
+    sys.exit(1 if any(j.state == "failed" for j in the_plan.jobs) else 0)
+
+
+if __name__ == "__main__":
+    main()
