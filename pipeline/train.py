@@ -163,24 +163,32 @@ def test_accuracy(model: nn.Module, inputs: Inputs, key: str, batch_size: int = 
     return 100.0 * distributed.all_reduce_sum([correct])[0] / n
 
 
+# Steps between the loop's reads of the step results: on a GPU a read waits for every queued
+# kernel, so reading each step's loss would stop the host from running ahead of the device.
+SYNC_EVERY = 50
+
+
 @dataclass
 class StepResult:
-    """One optimiser step's contribution to the epoch's sums (this rank's share)."""
+    """One optimiser step's contribution to the epoch's sums (this rank's share), as tensors on
+    the training device; the loop adds them up there and reads them every SYNC_EVERY steps."""
 
-    correct: int
-    losses: dict[str, float]        # each named loss times the share's size
-    diagnostics: dict[str, float]   # each diagnostic times the share's size
+    correct: Tensor
+    losses: dict[str, Tensor]        # each named loss times the share's size
+    diagnostics: dict[str, Tensor]   # each diagnostic times the share's size
+    nonfinite: Tensor                # 1 when the share's loss was NaN or infinite, else 0
 
 
 def train_step(method: nn.Module, ddp: nn.Module | None, batch: dict[str, Tensor],
-               optimizer: torch.optim.Optimizer, ctx: distributed.Context = distributed.SINGLE,
-               where: str = "training") -> StepResult:
+               optimizer: torch.optim.Optimizer, ctx: distributed.Context = distributed.SINGLE) -> StepResult:
     """One optimiser step on this rank's share of the global batch `batch` (all of it alone).
 
     The share's mean loss is weighted by `len(share) * world_size / len(batch)`: DDP averages
     the ranks' gradients, so the result is the gradient of the global batch's mean loss (weight
     1 in a single process). A rank whose share is empty (a last batch smaller than the world)
     runs one sample with weight 0, so that every rank takes part in DDP's gradient all-reduce.
+    Nothing here waits for the device: a non-finite loss is flagged in the result, and the loop
+    stops the run at its next check (`check_finite`).
     """
     n = len(batch["y"])
     part = distributed.share(n, ctx)
@@ -190,24 +198,32 @@ def train_step(method: nn.Module, ddp: nn.Module | None, batch: dict[str, Tensor
         logits, losses = method(local)
     diagnostics = method.pop_diagnostics()
     loss = sum(losses.values())
-    bad = distributed.all_reduce_sum([0.0 if (size == 0 or torch.isfinite(loss)) else 1.0])[0]
-    if bad:
-        ranks = f" on {int(bad)} of {ctx.world_size} ranks" if ctx.active else ""
-        raise TrainingError(f"{where}: loss became non-finite{ranks}; lower train.lr or the "
-                            "distill weights")
     weight = size * ctx.world_size / n
     optimizer.zero_grad(set_to_none=True)
     (loss if weight == 1.0 else loss * weight).backward()
     optimizer.step()
-    return StepResult(
-        correct=(logits.argmax(1) == local["y"]).sum().item() if size else 0,
-        losses={k: v.item() * size if size else 0.0 for k, v in losses.items()},
-        diagnostics={k: v * size if size else 0.0 for k, v in diagnostics.items()})
+    with torch.no_grad():
+        zero = torch.zeros((), device=logits.device)
+        return StepResult(
+            correct=(logits.argmax(1) == local["y"]).sum() if size else zero,
+            losses={k: v.detach() * size if size else zero for k, v in losses.items()},
+            diagnostics={k: torch.as_tensor(v, device=logits.device) * size if size else zero
+                         for k, v in diagnostics.items()},
+            nonfinite=(~torch.isfinite(loss.detach())).float() if size else zero)
 
 
-def _add(sums: dict[str, float], part: dict[str, float]) -> None:
+def check_finite(nonfinite: Tensor | float, where: str, ctx: distributed.Context) -> None:
+    """Stop the run (on every rank) when any step since the run began had a non-finite loss."""
+    bad = distributed.all_reduce_sum([float(nonfinite)])[0]
+    if bad:
+        ranks = f" on {ctx.world_size} ranks" if ctx.active else ""
+        raise TrainingError(f"{where}: loss became non-finite ({int(bad)} steps{ranks}); lower "
+                            "train.lr or the distill weights")
+
+
+def _add(sums: dict[str, Tensor], part: dict[str, Tensor]) -> None:
     for key, value in part.items():
-        sums[key] = sums.get(key, 0.0) + value
+        sums[key] = sums[key] + value if key in sums else value
 
 
 def _epoch_batches(trainer: Trainer, epoch: int):
@@ -231,25 +247,33 @@ def train_epoch(trainer: Trainer, epoch: int) -> tuple[int, dict[str, float], di
     """One pass over the training split: (correct, loss sums, diagnostic sums) over all ranks."""
     seed_epoch(trainer.train.seed, epoch)
     trainer.method.train()
-    sums: dict[str, float] = {}
-    diagnostics: dict[str, float] = {}
-    correct, seen = 0, 0
+    sums: dict[str, Tensor] = {}
+    diagnostics: dict[str, Tensor] = {}
+    correct: Tensor | int = 0
+    nonfinite: Tensor | float = 0.0
+    seen = 0
     where = f"{trainer.spec.name} at epoch {epoch + 1}"
     n = len(trainer.inputs.splits["train"]["y"])
     bar = tqdm(total=-(-n // trainer.train.batch_size), unit="step", leave=False,
                desc=f"{trainer.spec.name} epoch {epoch + 1}/{trainer.train.epochs}",
                disable=True if not trainer.main else None)
-    for batch in _epoch_batches(trainer, epoch):
-        step = train_step(trainer.method, trainer.ddp, batch, trainer.optimizer, trainer.ctx, where)
-        correct += step.correct
+    for number, batch in enumerate(_epoch_batches(trainer, epoch), 1):
+        step = train_step(trainer.method, trainer.ddp, batch, trainer.optimizer, trainer.ctx)
+        correct = correct + step.correct
+        nonfinite = nonfinite + step.nonfinite
         _add(sums, step.losses)
         _add(diagnostics, step.diagnostics)
         seen += len(batch["y"])
         bar.update()
-        bar.set_postfix(loss=f"{sum(sums.values()) / seen * trainer.ctx.world_size:.4f}", refresh=False)
+        if number % SYNC_EVERY == 0:
+            check_finite(nonfinite, where, trainer.ctx)
+            bar.set_postfix(loss=f"{float(sum(sums.values())) / seen * trainer.ctx.world_size:.4f}",
+                            refresh=False)
+    check_finite(nonfinite, where, trainer.ctx)
     bar.close()
     trainer.scheduler.step()
-    return _summed_over_ranks(trainer, correct, sums, diagnostics)
+    return _summed_over_ranks(trainer, int(correct), {k: float(v) for k, v in sums.items()},
+                              {k: float(v) for k, v in diagnostics.items()})
 
 
 def _summed_over_ranks(trainer: Trainer, correct: int, sums: dict[str, float],

@@ -255,3 +255,27 @@ def test_same_seed_same_metrics_other_seed_differs(tmp_path, prepared, monkeypat
     first, again, other = history("a", 0), history("b", 0), history("c", 1)
     assert first == again
     assert first["scratch_loss_ce.tsv"] != other["scratch_loss_ce.tsv"]
+
+
+def test_a_diverging_run_stops_with_the_epoch_named_and_saves_nothing(tmp_path, prepared, monkeypatch):
+    """The loop reads its step results every SYNC_EVERY steps (not every step, so that a GPU is
+    never waited for); a non-finite loss still stops the run at the next read, before the epoch
+    is saved, with one line naming the model, the epoch and what to change."""
+    _enter(tmp_path, prepared, monkeypatch)
+    real = train.train_step
+    steps = []
+
+    def poisoned(method, ddp, batch, optimizer, ctx=train.distributed.SINGLE):
+        steps.append(1)
+        result = real(method, ddp, batch, optimizer, ctx)
+        if len(steps) == 2:   # the second step's loss comes back NaN
+            result.losses = {k: v * float("nan") for k, v in result.losses.items()}
+            result.nonfinite = torch.ones(())
+        return result
+
+    monkeypatch.setattr(train, "train_step", poisoned)
+    monkeypatch.setattr(train, "SYNC_EVERY", 3)
+    with pytest.raises(train.TrainingError, match=r"scratch at epoch 1: loss became non-finite \(1 steps\); lower train.lr"):
+        train_student(_params(**{"data.limit_train": 120, "train.batch_size": 8}))
+    assert len(steps) == 3                              # stopped at the first read after step 2
+    assert not (SCRATCH / "last.pt").exists() and not RESUME.exists()

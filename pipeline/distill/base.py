@@ -151,9 +151,9 @@ class Method(nn.Module):
     def diagnose(self, name: str, value: Tensor | float) -> None:
         """Record a per-batch diagnostic: logged per epoch (the batch-size-weighted mean), never
         part of the loss. Names must differ from the loss names."""
-        self._diagnostics[name] = float(value)
+        self._diagnostics[name] = value.detach() if isinstance(value, Tensor) else float(value)
 
-    def pop_diagnostics(self) -> dict[str, float]:
+    def pop_diagnostics(self) -> dict[str, Tensor | float]:
         """The diagnostics recorded since the last call (the loop calls it after each step)."""
         recorded, self._diagnostics = self._diagnostics, {}
         return recorded
