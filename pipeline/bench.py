@@ -18,7 +18,9 @@ Subcommands:
                      global batch: 1 process vs N gloo processes (DistributedDataParallel).
   train              ms per training image: the project's loop vs a bare PyTorch loop, for
                      the student alone and for tgd with the teachers running or cached; the
-                     teachers' share of a step (pipeline.bench_train).
+                     teachers' share of a step (pipeline.bench_train). --device cuda: every
+                     row on the GPU; --amp (CUDA only): bf16 autocast off and on, both tables
+                     and the on/off ratio of every row.
   layout             the PI teacher's training step and forward pass on contiguous (NCHW) vs
                      channels-last (NHWC) persistence images (train.channels_last).
 """
@@ -608,6 +610,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs of every row (median, range; default 3)")
     p.add_argument("--threads", type=int, nargs="+", default=[1],
                    help="torch thread counts, each a table (default 1)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where every row runs (default cpu); cuda: models and inputs on the GPU, "
+                        "timings synchronised")
+    p.add_argument("--amp", action="store_true",
+                   help="also time every row under bf16 autocast (train.amp; needs --device cuda): "
+                        "a table each and the on/off ratios")
     p = sub.add_parser("layout", help="PI teacher: NCHW vs channels-last persistence images")
     p.add_argument("--config", default="paper", choices=["paper", "default"])
     p.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
@@ -640,11 +648,18 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         torch.set_num_threads(args.threads)
         print_layout(run_layout(args.config, args.batch, args.n, args.repeat))
     elif args.command == "train":
+        import torch
+
         from pipeline.bench_train import print_train, run_train
 
         if args.n <= args.batch:
             parser.error("--n must exceed --batch (the project figure subtracts one batch's run)")
-        print_train(run_train(args.config, args.batch, args.n, args.repeat, args.threads))
+        if args.device == "cuda" and not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+        if args.amp and args.device != "cuda":
+            parser.error("--amp needs --device cuda: the project ignores train.amp on the CPU")
+        print_train(run_train(args.config, args.batch, args.n, args.repeat, args.threads,
+                              torch.device(args.device), args.amp))
     elif args.command == "topology-signals":
         print_topology_signals(run_topology_signals(args.repeat))
     elif args.command == "ddp":

@@ -12,6 +12,13 @@ On random CIFAR-shaped tensors (uint8 images, float PIs), for a named configurat
 `fit` has fixed costs per run (DVCLive, checkpoints, the resume file, a test pass): the project
 figure is the marginal cost, (time on n images - time on one batch) / (n - batch). Every figure
 is repeated; the table prints the median and the range.
+
+``--device cuda``: every row on the GPU (models and inputs moved there once, as the training
+stages do; the teacher cache is built by the teachers on the GPU, as the `teachers` stage does);
+every timed region ends with ``torch.cuda.synchronize()``. ``--amp`` (CUDA only: the project
+ignores train.amp on the CPU): every row timed twice, bf16 autocast off and on (train.amp,
+pipeline.runtime.prepare_models, for the project; ``torch.autocast`` around each forward,
+outputs back to float32, for the bare loops), two tables and the on/off ratio of every row.
 """
 from __future__ import annotations
 
@@ -81,51 +88,76 @@ def _models(config: Config) -> tuple[nn.Module, dict[str, nn.Module]]:
     return student, teachers
 
 
-def _train_params(batch: int):
-    """params.yaml's train section for one epoch of `batch`-sized batches on the CPU (threads:
-    the benchmark sets them)."""
+def _train_params(batch: int, device: torch.device = torch.device("cpu"), amp: bool = False):
+    """params.yaml's train section for one epoch of `batch`-sized batches on `device`, bf16
+    autocast when `amp` (threads: the benchmark sets them)."""
     from pipeline.params import TrainParams, read_yaml
 
     train = read_yaml(Path(__file__).resolve().parents[1] / "params.yaml")["train"]
     return TrainParams.model_validate({**train, "epochs": 1, "batch_size": batch, "threads": 0,
-                                       "device": "cpu", "nproc": 1})
+                                       "device": device.type, "nproc": 1, "amp": amp})
+
+
+def _clock(device: torch.device) -> float:
+    """perf_counter once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _forward(model: nn.Module, x: torch.Tensor, amp: bool):
+    """The bare loops' forward: under bf16 autocast when `amp`, outputs back to float32, as
+    pipeline.runtime.autocast_bf16 does for the project."""
+    if not amp:
+        return model(x)
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+        logits, feats = model(x)
+    return logits.float(), [f.float() for f in feats]
 
 
 # ------------------------------------------------------------------------- the project's loop
+def _device_of(inputs) -> torch.device:
+    return inputs.splits["train"]["y"].device
+
+
 def _fit_seconds(method_name: str, config: Config, inputs, batch: int, work: Path,
-                 cached: bool) -> float:
-    """Wall time of one epoch of `pipeline.train.fit` (fixed costs included)."""
+                 cached: bool, amp: bool) -> float:
+    """Wall time of one epoch of `pipeline.train.fit` (fixed costs included) on the inputs'
+    device, set up as pipeline.runs.distill sets it up: models there, amp (prepare_models)."""
     from pipeline.distill import build_method
+    from pipeline.runtime import prepare_models
     from pipeline.teacher_cache import STORE, TeacherFeed, build_cache, cache_needs
     from pipeline.train import RunSpec, fit
 
+    device = _device_of(inputs)
     student, teachers = _models(config)
     method = build_method(method_name, student, teachers if method_name != "scratch" else {},
-                          METHOD_CFG)
-    train = _train_params(batch)
+                          METHOD_CFG).to(device)
+    train = _train_params(batch, device, amp)
+    prepare_models([method.student, *method.teachers.values()], train, device)
     run = Path(tempfile.mkdtemp(dir=work))
     feed = None
-    if cached:
+    if cached:  # built by the teachers on `device` (inputs are there), as the teachers stage does
         needs = cache_needs([method_name])
         with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
-            build_cache(run / "cache", teachers, inputs, needs, train, "bench", run / "staging",
-                        print_fn=lambda *_: None)
-        feed = TeacherFeed(run / "cache" / STORE, needs, torch.device("cpu"))
+            build_cache(run / "cache", {k: method.teachers[k] for k in needs}, inputs, needs, train,
+                        "bench", run / "staging", print_fn=lambda *_: None)
+        feed = TeacherFeed(run / "cache" / STORE, needs, device)
         method.inputs = ("x",)  # as pipeline.runs.distill: no PIs when the teachers do not run
     meta = {"arch": config.student, "in_channels": config.image[0], "num_classes": config.classes,
             "dims": 2, "input_key": "x"}
     spec = RunSpec(method_name, meta, run / "out", run / "live", run / "resume.pt", "bench")
-    started = time.perf_counter()
+    started = _clock(device)
     with contextlib.redirect_stdout(io.StringIO()):  # fit's per-epoch line
-        fit(method, inputs, train, spec, torch.device("cpu"), teacher_feed=feed)
-    return time.perf_counter() - started
+        fit(method, inputs, train, spec, device, teacher_feed=feed)
+    return _clock(device) - started
 
 
 def project_ms(method_name: str, config: Config, full, one_batch, batch: int, work: Path,
-               cached: bool = False) -> float:
+               cached: bool = False, amp: bool = False) -> float:
     """Marginal ms per training image of fit: (t(n) - t(one batch)) / (n - batch)."""
-    t_full = _fit_seconds(method_name, config, full, batch, work, cached)
-    t_one = _fit_seconds(method_name, config, one_batch, batch, work, cached)
+    t_full = _fit_seconds(method_name, config, full, batch, work, cached, amp)
+    t_one = _fit_seconds(method_name, config, one_batch, batch, work, cached, amp)
     n = len(full.splits["train"]["y"])
     return 1e3 * (t_full - t_one) / (n - batch)
 
@@ -136,14 +168,17 @@ def _normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.
 
 
 def _bare_batches(inputs, batch: int):
-    """(x, pi, y) per batch of a seeded permutation: plain indexing and normalisation."""
+    """(x, pi, y) per batch of a seeded permutation: plain indexing and normalisation, on the
+    device the inputs are on (the permutation and the statistics moved there once)."""
     train = inputs.splits["train"]
+    device = train["y"].device
     nx, npi = inputs.normalizers["x"], inputs.normalizers["pi"]
-    order = torch.randperm(len(train["y"]), generator=torch.Generator().manual_seed(0))
+    x_mean, x_std, pi_mean, pi_std = (t.to(device) for t in (nx.mean, nx.std, npi.mean, npi.std))
+    order = torch.randperm(len(train["y"]), generator=torch.Generator().manual_seed(0)).to(device)
     for start in range(0, len(order), batch):
         i = order[start:start + batch]
-        x = _normalise(train["x"][i].permute(0, 3, 1, 2).float() / 255.0, nx.mean, nx.std)
-        yield x, _normalise(train["pi"][i], npi.mean, npi.std), train["y"][i]
+        x = _normalise(train["x"][i].permute(0, 3, 1, 2).float() / 255.0, x_mean, x_std)
+        yield x, _normalise(train["pi"][i], pi_mean, pi_std), train["y"][i]
 
 
 def _rownorm_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -155,13 +190,13 @@ def _gram(f: torch.Tensor) -> torch.Tensor:
     return f @ f.t()
 
 
-def _bare_tgd_loss(student, teachers, x, pi, y) -> torch.Tensor:
+def _bare_tgd_loss(student, teachers, x, pi, y, amp: bool = False) -> torch.Tensor:
     c = METHOD_CFG
     lam, t, a = c["lambda"], c["temperature"], c["alpha"]
-    zs, fs = student(x)
+    zs, fs = _forward(student, x, amp)
     with torch.no_grad():
-        z1, f1 = teachers["image"](x)
-        z2, f2 = teachers["topology"](pi)
+        z1, f1 = _forward(teachers["image"], x, amp)
+        z2, f2 = _forward(teachers["topology"], pi, amp)
     log_ps = F.log_softmax(zs / t, 1)
     kl1 = F.kl_div(log_ps, F.log_softmax(z1 / t, 1), reduction="batchmean", log_target=True)
     kl2 = F.kl_div(log_ps, F.log_softmax(z2 / t, 1), reduction="batchmean", log_target=True)
@@ -169,63 +204,87 @@ def _bare_tgd_loss(student, teachers, x, pi, y) -> torch.Tensor:
     return (1 - lam) * F.cross_entropy(zs, y) + lam * t * t * (a * kl1 + (1 - a) * kl2) + c["gamma"] * sim
 
 
-def bare_ms(method_name: str, config: Config, inputs, batch: int) -> float:
-    """ms per training image of a plain PyTorch loop (student only, or tgd with the teachers)."""
+def _models_on(config: Config, device: torch.device) -> tuple[nn.Module, dict[str, nn.Module]]:
     student, teachers = _models(config)
+    return student.to(device), {k: t.to(device) for k, t in teachers.items()}
+
+
+def bare_ms(method_name: str, config: Config, inputs, batch: int, amp: bool = False) -> float:
+    """ms per training image of a plain PyTorch loop (student only, or tgd with the teachers),
+    on the inputs' device."""
+    device = _device_of(inputs)
+    student, teachers = _models_on(config, device)
     student.train()
     optimizer = torch.optim.Adam(student.parameters(), lr=5e-4)
-    started = time.perf_counter()
+    started = _clock(device)
     for x, pi, y in _bare_batches(inputs, batch):
         if method_name == "scratch":
-            loss = F.cross_entropy(student(x)[0], y)
+            loss = F.cross_entropy(_forward(student, x, amp)[0], y)
         else:
-            loss = _bare_tgd_loss(student, teachers, x, pi, y)
+            loss = _bare_tgd_loss(student, teachers, x, pi, y, amp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return 1e3 * (time.perf_counter() - started) / len(inputs.splits["train"]["y"])
+    return 1e3 * (_clock(device) - started) / len(inputs.splits["train"]["y"])
 
 
 @torch.no_grad()
-def teachers_ms(config: Config, inputs, batch: int) -> float:
+def teachers_ms(config: Config, inputs, batch: int, amp: bool = False) -> float:
     """ms per image of the two frozen teachers' forward passes and their gram maps."""
-    _, teachers = _models(config)
-    started = time.perf_counter()
+    device = _device_of(inputs)
+    _, teachers = _models_on(config, device)
+    started = _clock(device)
     for x, pi, _ in _bare_batches(inputs, batch):
         for teacher, data in ((teachers["image"], x), (teachers["topology"], pi)):
-            _, feats = teacher(data)
+            _, feats = _forward(teacher, data, amp)
             [_gram(f) for f in feats]
-    return 1e3 * (time.perf_counter() - started) / len(inputs.splits["train"]["y"])
+    return 1e3 * (_clock(device) - started) / len(inputs.splits["train"]["y"])
 
 
 # ------------------------------------------------------------------------------------ the table
-ROWS = (  # (label, measured function of (config, full, one batch, batch, work dir))
-    ("student only: project", lambda c, f, o, b, w: project_ms("scratch", c, f, o, b, w)),
-    ("student only: bare", lambda c, f, o, b, w: bare_ms("scratch", c, f, b)),
-    ("tgd, teachers run: project", lambda c, f, o, b, w: project_ms("tgd", c, f, o, b, w)),
-    ("tgd, teachers run: bare", lambda c, f, o, b, w: bare_ms("tgd", c, f, b)),
-    ("tgd, teacher cache: project", lambda c, f, o, b, w: project_ms("tgd", c, f, o, b, w, cached=True)),
-    ("the two teachers' forward", lambda c, f, o, b, w: teachers_ms(c, f, b)),
+ROWS = (  # (label, measured function of (config, full, one batch, batch, work dir, amp)); all
+    # inputs are on the benchmark's device, every function runs there
+    ("student only: project", lambda c, f, o, b, w, a: project_ms("scratch", c, f, o, b, w, amp=a)),
+    ("student only: bare", lambda c, f, o, b, w, a: bare_ms("scratch", c, f, b, a)),
+    ("tgd, teachers run: project", lambda c, f, o, b, w, a: project_ms("tgd", c, f, o, b, w, amp=a)),
+    ("tgd, teachers run: bare", lambda c, f, o, b, w, a: bare_ms("tgd", c, f, b, a)),
+    ("tgd, teacher cache: project",
+     lambda c, f, o, b, w, a: project_ms("tgd", c, f, o, b, w, cached=True, amp=a)),
+    ("the two teachers' forward", lambda c, f, o, b, w, a: teachers_ms(c, f, b, a)),
 )
 
 
-def run_train(config_name: str, batch: int, n: int, repeat: int, threads: list[int]) -> dict:
+def _device_name(device: torch.device) -> str:
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+
+
+def run_train(config_name: str, batch: int, n: int, repeat: int, threads: list[int],
+              device: torch.device = torch.device("cpu"), amp: bool = False) -> dict:
+    """Every row `repeat` times per thread count, on `device`; with `amp`, bf16 autocast off
+    and on, interleaved. res["ms"][amp][threads][row]: the figures of each run."""
     config = CONFIGS[config_name]
-    full, one_batch = make_inputs(config, n), make_inputs(config, batch, seed=1)
+    full = make_inputs(config, n).to(device)
+    one_batch = make_inputs(config, batch, seed=1).to(device)
+    warm = make_inputs(config, 2 * batch, seed=2).to(device)
+    modes = (False, True) if amp else (False,)
     before = torch.get_num_threads()
     res: dict = {"config": config_name, "spec": config, "batch": batch, "n": n, "repeat": repeat,
-                 "ms": {}}
+                 "device": _device_name(device), "ms": {mode: {} for mode in modes}}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for count in threads:
                 torch.set_num_threads(count)
-                for label, measure in ROWS:  # warm-up: imports, first-call allocations, caches
-                    measure(config, make_inputs(config, 2 * batch, seed=2), one_batch, batch, Path(tmp))
-                times: dict[str, list[float]] = {label: [] for label, _ in ROWS}
-                for _ in range(repeat):  # interleaved: machine noise spreads over every row
+                for mode in modes:  # warm-up: imports, first-call allocations, caches, kernels
                     for label, measure in ROWS:
-                        times[label].append(measure(config, full, one_batch, batch, Path(tmp)))
-                res["ms"][count] = times
+                        measure(config, warm, one_batch, batch, Path(tmp), mode)
+                times = {mode: {label: [] for label, _ in ROWS} for mode in modes}
+                for _ in range(repeat):  # interleaved: machine noise spreads over every row
+                    for mode in modes:
+                        for label, measure in ROWS:
+                            times[mode][label].append(measure(config, full, one_batch, batch,
+                                                              Path(tmp), mode))
+                for mode in modes:
+                    res["ms"][mode][count] = times[mode]
     finally:
         torch.set_num_threads(before)
     return res
@@ -235,32 +294,46 @@ def _cell(values: list[float]) -> str:
     return f"{median(values):7.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
+def _short(label: str) -> str:
+    return label.split(":")[0] if ":" in label else label
+
+
 def print_train(r: dict) -> None:
     c = r["spec"]
     print(f"train benchmark '{r['config']}': teachers {c.teacher} on {'x'.join(map(str, c.image))} "
           f"images and {'x'.join(map(str, c.pi))} PIs, student {c.student}, batch {r['batch']}, "
-          f"{r['n']} random training images; ms per training image, median [range] of {r['repeat']} runs")
-    for count, times in r["ms"].items():
-        m = {label: median(values) for label, values in times.items()}
-        print(f"\n  torch threads: {count}")
-        for label, values in times.items():
-            print(f"  {label:<30}{_cell(values):>26}")
-        student, uncached = m["student only: project"], m["tgd, teachers run: project"]
-        cached = m["tgd, teacher cache: project"]
-        print(f"  project / bare: student only {student / m['student only: bare']:.2f}x, "
-              f"tgd {uncached / m['tgd, teachers run: bare']:.2f}x")
-        print(f"  teachers' share of an uncached tgd step: {100 * m[ROWS[5][0]] / uncached:.0f} % "
-              f"(their forward alone / the step; what the cache removes: {100 * (1 - cached / uncached):.0f} %)")
-        print(f"  tgd cached / uncached: {cached / uncached:.2f}x; "
-              f"tgd cached / student only: {cached / student:.2f}x (goal <= 1.5x)")
-    if len(r["ms"]) > 1:
-        first, *others = r["ms"]
-        for count in others:
-            ratios = ", ".join(f"{label.split(':')[0] if ':' in label else label} "
-                               f"{median(r['ms'][count][label]) / median(r['ms'][first][label]):.2f}x"
-                               for label in ("student only: project", "tgd, teachers run: project",
-                                             "tgd, teacher cache: project"))
-            print(f"\n  {count} threads / {first}: {ratios} (time ratios; < 1: faster)")
+          f"{r['n']} random training images, device {r['device']}; ms per training image, "
+          f"median [range] of {r['repeat']} runs")
+    amp_shown = len(r["ms"]) > 1
+    for mode, tables in r["ms"].items():
+        if amp_shown:
+            print(f"\n bf16 autocast {'on' if mode else 'off'} (train.amp={str(mode).lower()})")
+        for count, times in tables.items():
+            m = {label: median(values) for label, values in times.items()}
+            print(f"\n  torch threads: {count}")
+            for label, values in times.items():
+                print(f"  {label:<30}{_cell(values):>26}")
+            student, uncached = m["student only: project"], m["tgd, teachers run: project"]
+            cached = m["tgd, teacher cache: project"]
+            print(f"  project / bare: student only {student / m['student only: bare']:.2f}x, "
+                  f"tgd {uncached / m['tgd, teachers run: bare']:.2f}x")
+            print(f"  teachers' share of an uncached tgd step: {100 * m[ROWS[5][0]] / uncached:.0f} % "
+                  f"(their forward alone / the step; what the cache removes: {100 * (1 - cached / uncached):.0f} %)")
+            print(f"  tgd cached / uncached: {cached / uncached:.2f}x; "
+                  f"tgd cached / student only: {cached / student:.2f}x (goal <= 1.5x)")
+        if len(tables) > 1:
+            first, *others = tables
+            for count in others:
+                ratios = ", ".join(f"{_short(label)} {median(tables[count][label]) / median(tables[first][label]):.2f}x"
+                                   for label in ("student only: project", "tgd, teachers run: project",
+                                                 "tgd, teacher cache: project"))
+                print(f"\n  {count} threads / {first}: {ratios} (time ratios; < 1: faster)")
+    if amp_shown:
+        off, on = r["ms"][False], r["ms"][True]
+        for count in off:
+            print(f"\n  bf16 autocast on / off, {count} thread(s) (time ratios; < 1: faster):")
+            for label, _ in ROWS:
+                print(f"  {label:<30}{median(on[count][label]) / median(off[count][label]):>8.2f}x")
 
 
 # ------------------------------------------------------------------ channels-last persistence images
