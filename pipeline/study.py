@@ -131,6 +131,7 @@ class Job:
     args: list[str]                  # after `python -m`
     cwd: Path
     deps: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)   # finished first, whether they worked or not
     state: str = "waiting"           # waiting | running | done | failed | stopped | skipped
     note: str = ""
     started: float | None = None
@@ -156,8 +157,9 @@ def _env() -> dict[str, str]:
 
 def run_jobs(jobs: list[Job], slots: int, deadline: float | None, logs: Path,
              say: Callable[[str], None] = print, poll: float = 0.5) -> None:
-    """Run `jobs` in list order as their deps finish, at most `slots` at once, until done or
-    `deadline` (time.monotonic()); a failed job's dependents are skipped, naming it."""
+    """Run `jobs` in list order as their deps finish (and their `after` jobs end, however), at
+    most `slots` at once, until done or `deadline` (time.monotonic()); a failed job's dependents
+    are skipped, naming it."""
     logs.mkdir(parents=True, exist_ok=True)
     by_key = {job.key: job for job in jobs}
     start = time.monotonic()
@@ -184,7 +186,8 @@ def run_jobs(jobs: list[Job], slots: int, deadline: float | None, logs: Path,
         for job in jobs:
             if len(running) >= slots:
                 break
-            if job.state == "waiting" and all(by_key[d].state == "done" for d in job.deps):
+            if job.state == "waiting" and all(by_key[d].state == "done" for d in job.deps) and \
+                    all(by_key[a].state not in ("waiting", "running") for a in job.after):
                 _launch(job, logs)
                 running.append(job)
                 say(f"{clock()} start  {job.key}")
@@ -237,8 +240,10 @@ def _link(target: Path, link: Path) -> None:
 
 
 def plan(studies: list[Study], work: Path) -> Plan:
-    """Folders, params files, links between folders and the jobs, in priority order."""
+    """Folders, params files, links between folders and the jobs, in priority order: the shared
+    stores first (CPU work that overlaps the first trainings), then study, seed, variant."""
     jobs: list[Job] = []
+    store_jobs: list[Job] = []
     runs: dict[tuple[str, str, int], Path] = {}
     stores: dict[str, str] = {}   # fingerprint of a shared store's params -> its job key
 
@@ -251,7 +256,7 @@ def plan(studies: list[Study], work: Path) -> Plan:
             if inputs is not None:
                 _link(inputs, folder / layout.PREPARED)
             stores[key] = f"stores/{kind}-{key}/{kind}"
-            jobs.append(Job(stores[key], args, folder, deps))
+            store_jobs.append(Job(stores[key], args, folder, deps))
         return stores[key], folder
 
     for study in studies:
@@ -292,9 +297,10 @@ def plan(studies: list[Study], work: Path) -> Plan:
                          for key, m in zip(distills, variant.methods)]
                 models = [*trained.values(), *distills]
                 jobs.append(Job(f"{prefix}/export", ["stages.export"], here, models))
-                jobs.append(Job(f"{prefix}/evaluate", ["stages.evaluate"], here, [*models, f"{prefix}/export"]))
+                # evaluate reports the ONNX checks when export worked, and the models regardless
+                jobs.append(Job(f"{prefix}/evaluate", ["stages.evaluate"], here, models, [f"{prefix}/export"]))
                 runs[(study.name, variant.name, seed)] = here
-    return Plan(jobs, runs)
+    return Plan(store_jobs + jobs, runs)
 
 
 def _stage_name(model: str) -> str:

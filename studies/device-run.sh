@@ -17,7 +17,7 @@ mkdir -p /tmp/data && tar -xzf "$TAR" -C /tmp/data || exit 1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
   python3 -c "import torch, numba, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'numba', numba.__version__, 'numpy', numpy.__version__)"
 } > "$OUT/machine.txt" 2>&1
-timeout 80 python3 -m pipeline.bench train --device cuda --amp --n 4096 --repeat 3 > "$OUT/bench-train.txt" 2>&1
+timeout 70 python3 -m pipeline.bench train --device cuda --amp --n 2048 --repeat 2 > "$OUT/bench-train.txt" 2>&1
 left=$(( BUDGET - ($(date +%s) - start) - 20 ))
 python3 -m pipeline.study studies/device-h200.yaml --work /tmp/study --slots 12 \
   --set data.root=/tmp/data/cifar10-jpeg --deadline "$left" > "$OUT/study.log" 2>&1

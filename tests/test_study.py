@@ -92,14 +92,17 @@ def test_scheduler_respects_slots_dependencies_failures_and_deadline(fake_stages
     cwd = tmp_path / "run"
     jobs = [Job("a", ["fake", "a", "0.6", "0"], cwd), Job("b", ["fake", "b", "0.6", "0"], cwd),
             Job("c", ["fake", "c", "0.1", "0"], cwd, ["a", "b"]),
-            Job("bad", ["fake", "bad", "0", "3"], cwd), Job("after-bad", ["fake", "x", "0", "0"], cwd, ["bad"])]
+            Job("bad", ["fake", "bad", "0", "3"], cwd), Job("after-bad", ["fake", "x", "0", "0"], cwd, ["bad"]),
+            Job("soft", ["fake", "soft", "0", "0"], cwd, [], ["bad"])]   # runs once bad ended, however
     run_jobs(jobs, slots=2, deadline=None, logs=tmp_path / "logs", say=lambda _: None, poll=0.05)
     state = {j.key: j.state for j in jobs}
-    assert state == {"a": "done", "b": "done", "c": "done", "bad": "failed", "after-bad": "skipped"}
-    assert "needs bad (failed)" in jobs[-1].note
+    assert state == {"a": "done", "b": "done", "c": "done", "bad": "failed", "after-bad": "skipped",
+                     "soft": "done"}
+    assert "needs bad (failed)" in jobs[4].note
     spans = {line.split()[0]: tuple(map(float, line.split()[1:])) for line in (cwd / "runs.log").read_text().splitlines()}
     assert spans["c"][0] >= max(spans["a"][1], spans["b"][1]) - 0.05     # after both its deps
     assert spans["bad"][0] >= min(spans["a"][1], spans["b"][1]) - 0.05   # a third job waited for a slot
+    assert spans["soft"][0] >= spans["bad"][1] - 0.05
 
     slow = [Job("slow", ["fake", "slow", "30", "0"], cwd), Job("next", ["fake", "n", "0", "0"], cwd, ["slow"])]
     started = time.monotonic()
