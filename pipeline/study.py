@@ -311,13 +311,22 @@ def _stage_name(model: str) -> str:
 # -- the report ----------------------------------------------------------------------------------
 
 def _finished_runs(study: Study, variant: Variant, folders: dict[tuple[str, str, int], Path]) -> dict[str, Run]:
+    """The runs with metrics: evaluate's, or, when evaluate did not finish, the trainings' own
+    last-epoch test accuracies (summary.json) of every model that finished."""
     found = {}
     for seed in study.seeds:
-        metrics_file = folders[(study.name, variant.name, seed)] / layout.EVALUATE_METRICS
+        folder = folders[(study.name, variant.name, seed)]
+        metrics_file = folder / layout.EVALUATE_METRICS
         if metrics_file.exists():
+            metrics = json.loads(metrics_file.read_text())
+        else:
+            metrics = {}
+            for summary in sorted((folder / layout.MODELS).glob("*/summary.json")):
+                name = summary.parent.name
+                metrics[f"{name}_acc"] = json.loads(summary.read_text())[f"{name}_acc"]
+        if metrics:
             name = f"{study.name}-{variant.name}-s{seed}"
-            found[name] = Run(name, "", "done", {"train": {"seed": seed}},
-                              json.loads(metrics_file.read_text()), "")
+            found[name] = Run(name, "", "done", {"train": {"seed": seed}}, metrics, "")
     return found
 
 

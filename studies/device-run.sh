@@ -12,6 +12,7 @@ set -u
 WHEELS=$1 TAR=$2 OUT=$3 BUDGET=${4:-560}
 start=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
+cp studies/device_sitecustomize.py /tmp/site/sitecustomize.py   # DVCLive without DVC's Git layer
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p /tmp/data && tar -xzf "$TAR" -C /tmp/data || exit 1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
@@ -22,5 +23,5 @@ left=$(( BUDGET - ($(date +%s) - start) - 20 ))
 python3 -m pipeline.study studies/device-h200.yaml --work /tmp/study --slots 12 \
   --set data.root=/tmp/data/cifar10-jpeg --deadline "$left" > "$OUT/study.log" 2>&1
 cp /tmp/study/results.md /tmp/study/results.json "$OUT/" 2>/dev/null
-cd /tmp/study && tar -czf "$OUT/runs.tgz" logs $(ls -d */seed*/*/data/live */seed*/*/data/metrics 2>/dev/null)
+cd /tmp/study && tar -czf "$OUT/runs.tgz" logs $(ls -d */seed*/*/data/live */seed*/*/data/metrics */seed*/*/data/models/*/summary.json 2>/dev/null)
 echo "device-run: $(( $(date +%s) - start )) s"
