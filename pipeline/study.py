@@ -27,7 +27,7 @@ Teacher 1 and the scratch student always come from the base (linked, not copied)
 changes `data`, `models` or `train` is a study of its own. Stores are shared: one prepare per
 `data` section, one topology per (`data`, `topology`).
 
-Jobs start in the file's order (study, then seed, then variant) as soon as their inputs exist,
+Jobs start in the file's order (study, then variant, then seed) as soon as their inputs exist,
 at most `--slots` at a time. At `--deadline` seconds the running ones are stopped and the report
 says which runs are missing: a study that outlasts its machine still reports what finished.
 
@@ -240,10 +240,10 @@ def _link(target: Path, link: Path) -> None:
 
 
 def plan(studies: list[Study], work: Path) -> Plan:
-    """Folders, params files, links between folders and the jobs, in priority order: the shared
-    stores first (CPU work that overlaps the first trainings), then study, seed, variant."""
+    """Folders, params files, links between folders and the jobs, in priority order: per study
+    each variant over all its seeds, the base first, so that the base's paired table completes
+    first, then each variant's; a shared store comes just before its first user."""
     jobs: list[Job] = []
-    store_jobs: list[Job] = []
     runs: dict[tuple[str, str, int], Path] = {}
     stores: dict[str, str] = {}   # fingerprint of a shared store's params -> its job key
 
@@ -256,13 +256,13 @@ def plan(studies: list[Study], work: Path) -> Plan:
             if inputs is not None:
                 _link(inputs, folder / layout.PREPARED)
             stores[key] = f"stores/{kind}-{key}/{kind}"
-            store_jobs.append(Job(stores[key], args, folder, deps))
+            jobs.append(Job(stores[key], args, folder, deps))
         return stores[key], folder
 
     for study in studies:
-        for seed in study.seeds:
-            base_dir = work / study.name / f"seed{seed}" / study.variants[0].name
-            for index, variant in enumerate(study.variants):
+        for index, variant in enumerate(study.variants):
+            for seed in study.seeds:
+                base_dir = work / study.name / f"seed{seed}" / study.variants[0].name
                 params = apply_overrides(variant.params, {"train": {"seed": seed}})
                 prep_job, prep_dir = shared("prepare", params, ("data",), ["stages.prepare"], [], None)
                 topo_job, topo_dir = shared("topology", params, ("data", "topology"), ["stages.topology"],
@@ -300,7 +300,7 @@ def plan(studies: list[Study], work: Path) -> Plan:
                 # evaluate reports the ONNX checks when export worked, and the models regardless
                 jobs.append(Job(f"{prefix}/evaluate", ["stages.evaluate"], here, models, [f"{prefix}/export"]))
                 runs[(study.name, variant.name, seed)] = here
-    return Plan(store_jobs + jobs, runs)
+    return Plan(jobs, runs)
 
 
 def _stage_name(model: str) -> str:

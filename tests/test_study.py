@@ -55,8 +55,10 @@ def test_plan_shares_stores_and_reruns_only_what_a_variant_reaches(tmp_path):
         written = yaml.safe_load((the_plan.runs[("s", "cub", seed)] / "params.yaml").read_text())
         assert written["topology"]["image"]["filtrations"] == ["cubical"]
         assert written["distill"]["methods"] == ["tgd"] and written["train"]["seed"] == seed
-    # priority: every job of seed 0 comes before any of seed 1
-    assert max(keys.index(k) for k in keys if "/seed0/" in k) < min(keys.index(k) for k in keys if "/seed1/" in k)
+    # priority: the base of every seed, then each variant over the seeds; stores before their users
+    assert stages[:2] == ["prepare", "topology"]
+    assert max(keys.index(k) for k in keys if "/base/" in k) < min(keys.index(k) for k in keys if "/a0.5/" in k)
+    assert max(keys.index(k) for k in keys if "/a0.5/" in k) < min(keys.index(k) for k in keys if "/cub/" in k)
     # every dependency is a job, planned before its dependent
     for i, job in enumerate(the_plan.jobs):
         assert all(keys.index(d) < i for d in job.deps), job.key
