@@ -53,6 +53,7 @@ class DataParams(Section):
     root: Optional[str]
     split_seed: int
     test_fraction: float = Field(gt=0.0, lt=1.0)
+    digits_size: int = Field(ge=8)
     cinic10_valid_into_train: bool
     pamap2_test_subject: int = Field(ge=101, le=109)
     limit_train: Optional[int] = Field(gt=0)

@@ -20,7 +20,7 @@ CIFAR_TAR = SHARED / "datasets" / "cifar10-jpeg.tar.gz"
 # which is the user's to experiment with.
 TINY_PARAMS = {
     "data": {"name": "digits", "root": None, "split_seed": 0, "test_fraction": 0.2,
-             "cinic10_valid_into_train": False, "pamap2_test_subject": 101, "limit_train": 120,
+             "digits_size": 32, "cinic10_valid_into_train": False, "pamap2_test_subject": 101, "limit_train": 120,
              "limit_test": 60, "skip_corrupt": False, "shard_size": 64},
     "topology": {
         "engine": "fast", "n_jobs": 1, "shards_per_task": 1, "backend": "loky", "scheduler": None,

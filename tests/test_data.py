@@ -39,6 +39,17 @@ def test_digits_shape_and_stratified_split(digits):
     assert np.allclose(share, 0.2, atol=0.02)
 
 
+def test_digits_size_sets_the_side_and_keeps_the_split(digits):
+    """data.digits_size (params.yaml: 16) resizes the 8x8 originals; the split does not move."""
+    small = load_dataset({**DIGITS, "digits_size": 16})
+    tr, te = small.splits["train"], small.splits["test"]
+    assert tr.x.shape[1:] == (16, 16, 1) and te.x.shape[1:] == (16, 16, 1)
+    np.testing.assert_array_equal(te.y, digits.splits["test"].y)
+    assert tr.x.max() == 255 and tr.x.min() == 0
+    with pytest.raises(ParamsError, match="data.digits_size"):
+        load_dataset({**DIGITS, "digits_size": 4})
+
+
 def test_digits_deterministic_and_seeded(digits):
     again = load_dataset(DIGITS)
     np.testing.assert_array_equal(again.splits["train"].x, digits.splits["train"].x)

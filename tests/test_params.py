@@ -167,9 +167,11 @@ def test_preset_flags_are_shell_words_and_a_bad_preset_fails(tmp_path):
 
 
 def test_params_yaml_ships_the_published_topology_recipes():
-    """The library's defaults for direct callers and params.yaml's values are one recipe."""
+    """The library's defaults for direct callers and params.yaml's values are one recipe; for
+    images, params.yaml with the paper preset (the default's PIs are sized down to 16x16)."""
     from pipeline.topology import IMAGE_RECIPE, SIGNAL_RECIPE
 
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())["topology"]
-    assert shipped["image"] == IMAGE_RECIPE
+    paper = yaml.safe_load((REPO / "presets" / "paper-cifar10.yaml").read_text())["topology"]["image"]
+    assert shipped["image"] != IMAGE_RECIPE and {**shipped["image"], **paper} == IMAGE_RECIPE
     assert shipped["signal"] == SIGNAL_RECIPE

@@ -51,3 +51,13 @@ def test_documented_weights_on_each_teachers_batchmean_kl(alpha, reduction, w1, 
     assert lam * temperature ** 2 * (1 - alpha) * ratio == pytest.approx(w2, rel=1e-6)
     text = (REPO / "docs" / "methods.md").read_text()
     assert f"= {w2:g}" in text and (f"= {w1:g}" in text)
+
+
+def test_paper_preset_restores_what_the_default_sizes_down():
+    """params.yaml sizes digits and PIs for a two-minute run; the paper preset must bring back
+    the TGD recipe's 50x50 persistence images (and overrides only real keys)."""
+    overrides = _flat(yaml.safe_load((REPO / "presets" / "paper-cifar10.yaml").read_text()))
+    defaults = _flat(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert set(overrides) <= set(defaults)
+    assert defaults["topology.image.resolution"] < 50 and overrides["topology.image.resolution"] == 50
+    assert overrides["data.name"] == "cifar10"  # digits_size, the other sized-down key, is digits' only
