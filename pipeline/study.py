@@ -31,8 +31,8 @@ Jobs start in the file's order (study, then variant, then seed) as soon as their
 at most `--slots` at a time. At `--deadline` seconds the running ones are stopped and the report
 says which runs are missing: a study that outlasts its machine still reports what finished.
 
-    python -m pipeline.study studies/device-h200.yaml --work /tmp/study --slots 8 \\
-        --set data.root=/tmp/data/cifar10-jpeg --deadline 540
+    python -m pipeline.study studies/cpu-grid.yaml --work ../study --slots 2 \\
+        --set data.root=$PWD/data/raw/cifar10-jpeg --deadline 6600
 
 Report: `<work>/results.md` (per study and variant: the models' mean ± std over seeds, paired
 differences to kd and to scratch with 95 % t intervals - pipeline.experiments' tables -, teacher

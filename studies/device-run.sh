@@ -11,17 +11,18 @@
 set -u
 WHEELS=$1 TAR=$2 OUT=$3 BUDGET=${4:-560}
 start=$(date +%s)
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl || exit 1
-cp studies/device_sitecustomize.py /tmp/site/sitecustomize.py   # DVCLive without DVC's Git layer
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-mkdir -p /tmp/data && tar -xzf "$TAR" -C /tmp/data || exit 1
+WORK=$(mktemp -d)   # wheels, data and runs: the machine is given back afterwards
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$WHEELS"/*.whl || exit 1
+cp studies/device_sitecustomize.py $WORK/site/sitecustomize.py   # DVCLive without DVC's Git layer
+export PYTHONPATH=$WORK/site:$PWD PYTHONUNBUFFERED=1
+mkdir -p $WORK/data && tar -xzf "$TAR" -C $WORK/data || exit 1
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
   python3 -c "import torch, numba, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'numba', numba.__version__, 'numpy', numpy.__version__)"
 } > "$OUT/machine.txt" 2>&1
 timeout 70 python3 -m pipeline.bench train --device cuda --amp --n 2048 --repeat 2 > "$OUT/bench-train.txt" 2>&1
 left=$(( BUDGET - ($(date +%s) - start) - 20 ))
-python3 -m pipeline.study studies/device-h200.yaml --work /tmp/study --slots 12 \
-  --set data.root=/tmp/data/cifar10-jpeg --deadline "$left" > "$OUT/study.log" 2>&1
-cp /tmp/study/results.md /tmp/study/results.json "$OUT/" 2>/dev/null
-cd /tmp/study && tar -czf "$OUT/runs.tgz" logs $(ls -d */seed*/*/data/live */seed*/*/data/metrics */seed*/*/data/models/*/summary.json 2>/dev/null)
+python3 -m pipeline.study studies/device-h200.yaml --work $WORK/study --slots 6 \
+  --set data.root=$WORK/data/cifar10-jpeg --deadline "$left" > "$OUT/study.log" 2>&1
+cp $WORK/study/results.md $WORK/study/results.json "$OUT/" 2>/dev/null
+cd $WORK/study && tar -czf "$OUT/runs.tgz" logs $(ls -d */seed*/*/data/live */seed*/*/data/metrics */seed*/*/data/models/*/summary.json 2>/dev/null)
 echo "device-run: $(( $(date +%s) - start )) s"
