@@ -310,7 +310,10 @@ def run_topology_backends(n: int, tar: str | None = None, root: str | None = Non
     shard_size = shard_size or max(1, -(-len(images) // (4 * workers)))  # ~4 tasks per worker
     res: dict = {"source": source, "n": len(images), "workers": workers, "shard_size": shard_size,
                  "engine": engine}
-    cfg = {**load_params().topology.model_dump(), "engine": engine, "n_jobs": workers}
+    from pipeline.topology import IMAGE_RECIPE
+
+    # the TGD recipe's PIs (params.yaml's image recipe is sized for the digits default)
+    cfg = {**load_params().topology.model_dump(), "engine": engine, "n_jobs": workers, "image": dict(IMAGE_RECIPE)}
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared"
         attrs = {"dataset": "bench", "modality": "image", "classes": ["0"], "mean": [0.0], "std": [1.0]}
@@ -403,10 +406,10 @@ def _engine_alone(prepared: Path, engine: str, workers: int) -> tuple[float, flo
     warm loky processes, shard by shard, storing nothing: the stage's floor."""
     import joblib
 
-    from pipeline.params import TopologyParams
     from pipeline.store import SPLITS, open_split, shard_slices, split_path
+    from pipeline.topology import IMAGE_RECIPE
 
-    recipe = TopologyParams().model_dump()["image"]
+    recipe = dict(IMAGE_RECIPE)   # what the stage computes (bench_topology_stage sets it)
     blocks = []
     for split in SPLITS:
         x = open_split(split_path(prepared, split))["x"]
@@ -428,7 +431,7 @@ def _children_cpu() -> float:
 
 
 def _run_stage(workspace: Path, stage: str) -> tuple[float, float, str]:
-    """`python -m stages.<stage>` as DVC runs it: (wall s, CPU s of it and its workers, last line)."""
+    """`python -m stages.<stage>` as DVC runs it: (wall s, CPU s of it and its workers, what it printed)."""
     import subprocess
 
     started, cpu = time.perf_counter(), _children_cpu()
@@ -437,7 +440,7 @@ def _run_stage(workspace: Path, stage: str) -> tuple[float, float, str]:
     seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
     if done.returncode:
         raise RuntimeError(f"stages.{stage} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return seconds, cpu, done.stdout.strip().splitlines()[-1]
+    return seconds, cpu, "\n  ".join(done.stdout.strip().splitlines())
 
 
 def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | None = None,
@@ -451,6 +454,8 @@ def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | No
 
     import yaml
 
+    from pipeline.topology import IMAGE_RECIPE
+
     root = root or str(REPO / CIFAR_ROOT_RELATIVE)
     if not Path(root, "train").is_dir():
         raise BenchDataMissing(f"{root}: no train/ folder; unpack the JPEG tree there "
@@ -462,7 +467,8 @@ def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | No
         params = yaml.safe_load((REPO / "params.yaml").read_text())
         params["data"].update(name="imagefolder", root=str(Path(root).resolve()), limit_train=limit_train,
                               limit_test=limit_test)
-        params["topology"].update(engine=engine, n_jobs=workers, backend="loky", dtype=dtype)
+        # the TGD recipe's 50 x 50 PIs (params.yaml's image recipe is sized for the digits default)
+        params["topology"].update(engine=engine, n_jobs=workers, backend="loky", dtype=dtype, image=dict(IMAGE_RECIPE))
         (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         res["prepare_s"], res["prepare_cpu"], res["prepare_line"] = _run_stage(workspace, "prepare")
         for _ in range(repeat):
