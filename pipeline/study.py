@@ -21,8 +21,9 @@ A study file (YAML) names the runs:
 
 Per (study, seed) the base variant runs teacher_image, teacher_topology, train_student, (the
 teacher cache), distill@<method> for `distill.methods`, export and evaluate. Another variant
-re-runs only what its overrides reach, as DVC would: `distill.*` the distillation of its
-`methods`; `topology.*` its own topology stores (shared by every seed) and teacher 2 as well.
+re-runs only what its overrides reach: `distill.*` the distillation of its `methods` (reading
+the base's teacher cache when the base stores what they need); `topology.*` its own topology
+stores (shared by every seed), teacher 2 and teacher cache as well.
 Teacher 1 and the scratch student always come from the base (linked, not copied); a variant that
 changes `data`, `models` or `train` is a study of its own. Stores are shared: one prepare per
 `data` section, one topology per (`data`, `topology`).
@@ -290,8 +291,16 @@ def plan(studies: list[Study], work: Path) -> Plan:
                 teacher_jobs = [trained["teacher_image"], trained[TEACHER_TOPOLOGY]]
                 distill_deps = [*teacher_jobs, trained["scratch"], topo_job]
                 if params["distill"]["teacher_cache"]:
-                    jobs.append(Job(f"{prefix}/teachers", ["stages.teachers"], here, [*teacher_jobs, topo_job]))
-                    distill_deps.append(f"{prefix}/teachers")
+                    base = study.variants[0]
+                    if index and not variant.own_topology and set(variant.methods) <= set(base.methods) \
+                            and base.params["distill"]["teacher_cache"]:
+                        # the same teachers on the same batches: the base's stored outputs serve
+                        # (the cache's identity is teachers, inputs and batches, not the loss weights)
+                        _link(base_dir / layout.TEACHERS, here / layout.TEACHERS)
+                        distill_deps.append(f"{base_prefix}/teachers")
+                    else:
+                        jobs.append(Job(f"{prefix}/teachers", ["stages.teachers"], here, [*teacher_jobs, topo_job]))
+                        distill_deps.append(f"{prefix}/teachers")
                 distills = [f"{prefix}/distill@{m}" for m in variant.methods]
                 jobs += [Job(key, ["stages.distill", m], here, distill_deps)
                          for key, m in zip(distills, variant.methods)]

@@ -160,3 +160,15 @@ def test_a_tiny_study_runs_the_real_stages(tmp_path):
     assert base["scratch_acc"] == variant["scratch_acc"]   # the variant evaluates the base's scratch
     assert "tgd_acc" in variant and "kd_acc" not in variant
     assert "Teacher 2's share" in (work / "results.md").read_text()
+
+
+def test_a_distill_variant_reads_the_base_teacher_cache_a_topology_variant_builds_its_own(tmp_path):
+    study = {**STUDY, "params": {**STUDY["params"], "distill": {"methods": ["kd", "tgd"], "teacher_cache": True}}}
+    spec, params = write(tmp_path, study)
+    the_plan = plan(load_study_file(spec, {}, params), tmp_path / "work")
+    keys = {job.key: job for job in the_plan.jobs}
+    assert "s/seed0/base/teachers" in keys and "s/seed0/a0.5/teachers" not in keys
+    assert "s/seed0/base/teachers" in keys["s/seed0/a0.5/distill@tgd"].deps
+    linked = the_plan.runs[("s", "a0.5", 0)] / layout.TEACHERS
+    assert linked.is_symlink() and linked.resolve() == (the_plan.runs[("s", "base", 0)] / layout.TEACHERS).resolve()
+    assert "s/seed0/cub/teachers" in keys   # another teacher 2: other stored outputs
