@@ -31,9 +31,13 @@ changes `data`, `models` or `train` is a study of its own. Stores are shared: on
 Jobs start in the file's order (study, then variant, then seed) as soon as their inputs exist,
 at most `--slots` at a time. At `--deadline` seconds the running ones are stopped and the report
 says which runs are missing: a study that outlasts its machine still reports what finished.
+Each finished job leaves a marker in `<work>/done/` (its command, a hash of its params.yaml, its
+wall time); `--resume` skips a job whose marker matches and whose inputs were all resumed and older, so
+a study stopped by a deadline or a closed session goes on where it stopped (a changed study file
+re-runs what the change reaches). Code changes are not tracked: after one, run without --resume.
 
     python -m pipeline.study studies/cpu-grid.yaml --work ../study --slots 2 \\
-        --set data.root=$PWD/data/raw/cifar10-jpeg --deadline 6600
+        --set data.root=$PWD/data/raw/cifar10-jpeg --deadline 6600 [--resume]
 
 Report: `<work>/results.md` (per study and variant: the models' mean ± std over seeds, paired
 differences to kd and to scratch with 95 % t intervals - pipeline.experiments' tables -, teacher
@@ -42,6 +46,7 @@ differences to kd and to scratch with 95 % t intervals - pipeline.experiments' t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -139,10 +144,19 @@ class Job:
     ended: float | None = None
     process: subprocess.Popen | None = None
     log: Any = None                  # the open log file the process writes to
+    earlier_seconds: float | None = None   # its wall time in the run that finished it (--resume)
 
     @property
     def seconds(self) -> float | None:
+        if self.earlier_seconds is not None:
+            return self.earlier_seconds
         return None if self.started is None or self.ended is None else self.ended - self.started
+
+    def identity(self) -> str:
+        """What a marker must match for --resume: the command and the params it ran with."""
+        params = self.cwd / "params.yaml"
+        text = params.read_text() if params.exists() else ""
+        return hashlib.sha256(json.dumps([self.args, text]).encode()).hexdigest()[:16]
 
     @property
     def stage(self) -> str:
@@ -156,11 +170,35 @@ def _env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def _marker(markers: Path, job: Job) -> Path:
+    return markers / (job.key.replace("/", "__").replace("@", "_") + ".json")
+
+
+def resume(jobs: list[Job], markers: Path) -> int:
+    """Mark done the jobs that finished in an earlier run: a marker with the same identity, every
+    dep and `after` job resumed as well and finished before it (a job that re-ran makes all that
+    follows it re-run, even across several interrupted runs). Jobs come after their inputs in the
+    list. Returns how many were resumed."""
+    by_key = {job.key: job for job in jobs}
+    finished: dict[str, float] = {}
+    for job in jobs:
+        marker = _marker(markers, job)
+        if not marker.exists():
+            continue
+        record = json.loads(marker.read_text())
+        inputs = (*job.deps, *job.after)
+        if record.get("identity") == job.identity() and all(
+                by_key[d].state == "done" and finished[d] <= record["finished"] for d in inputs):
+            job.state, job.note, job.earlier_seconds = "done", "finished in an earlier run", record["seconds"]
+            finished[job.key] = record["finished"]
+    return len(finished)
+
+
 def run_jobs(jobs: list[Job], slots: int, deadline: float | None, logs: Path,
-             say: Callable[[str], None] = print, poll: float = 0.5) -> None:
+             say: Callable[[str], None] = print, poll: float = 0.5, markers: Path | None = None) -> None:
     """Run `jobs` in list order as their deps finish (and their `after` jobs end, however), at
     most `slots` at once, until done or `deadline` (time.monotonic()); a failed job's dependents
-    are skipped, naming it."""
+    are skipped, naming it. A job that worked leaves a marker in `markers` for `resume`."""
     logs.mkdir(parents=True, exist_ok=True)
     by_key = {job.key: job for job in jobs}
     start = time.monotonic()
@@ -176,6 +214,10 @@ def run_jobs(jobs: list[Job], slots: int, deadline: float | None, logs: Path,
             if code is not None:
                 job.ended, job.state = time.monotonic(), "done" if code == 0 else "failed"
                 job.log.close()
+                if code == 0 and markers is not None:
+                    markers.mkdir(parents=True, exist_ok=True)
+                    _marker(markers, job).write_text(json.dumps({
+                        "key": job.key, "identity": job.identity(), "seconds": job.seconds, "finished": time.time()}))
                 say(f"{clock()} {job.state:>6} {job.key} ({job.seconds:.0f} s)")
                 if code:
                     job.note = f"exit {code}; log {_log(logs, job)}"
@@ -443,6 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deadline", type=float, default=None,
                         help="seconds after which running stages are stopped and the report written")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="the params.yaml overridden")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the jobs an earlier run in --work finished with the same command and params")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -450,9 +494,12 @@ def main(argv: list[str] | None = None) -> None:
         the_plan = plan(studies, args.work)
     except PipelineError as error:
         sys.exit(f"error: {error}")
+    markers = args.work / "done"
     print(f"study: {len(the_plan.jobs)} jobs, {len(the_plan.runs)} runs, {args.slots} at a time, in {args.work}")
+    if args.resume:
+        print(f"resume: {resume(the_plan.jobs, markers)} jobs finished in an earlier run")
     deadline = None if args.deadline is None else started + args.deadline
-    run_jobs(the_plan.jobs, args.slots, deadline, args.work / "logs")
+    run_jobs(the_plan.jobs, args.slots, deadline, args.work / "logs", markers=markers)
     text, data = report(studies, the_plan, time.monotonic() - started)
     (args.work / "results.md").write_text(text)
     (args.work / "results.json").write_text(json.dumps(data, indent=1))

@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, TINY_PARAMS
 from pipeline import layout
 from pipeline.errors import PipelineError
-from pipeline.study import Job, load_study_file, plan, report, run_jobs
+from pipeline.study import Job, load_study_file, plan, report, resume, run_jobs
 
 STUDY = {
     "params": {"train": {"epochs": 1}, "distill": {"methods": ["kd", "tgd"], "teacher_cache": False}},
@@ -111,6 +111,36 @@ def test_scheduler_respects_slots_dependencies_failures_and_deadline(fake_stages
     run_jobs(slow, slots=1, deadline=time.monotonic() + 1.0, logs=tmp_path / "logs", say=lambda _: None, poll=0.05)
     assert time.monotonic() - started < 10
     assert [j.state for j in slow] == ["stopped", "skipped"]
+
+
+def test_resume_skips_finished_jobs_until_the_first_that_must_rerun(fake_stages, tmp_path):
+    cwd, markers = tmp_path / "run", tmp_path / "done"
+    cwd.mkdir()
+    (cwd / "params.yaml").write_text("train: {seed: 0}\n")
+    chain = lambda: [Job("a", ["fake", "a", "0", "0"], cwd), Job("b", ["fake", "b", "0", "0"], cwd, ["a"]),
+                     Job("c", ["fake", "c", "0", "0"], cwd, [], ["b"]), Job("d", ["fake", "d", "0", "0"], cwd)]
+    quiet = dict(slots=1, deadline=None, logs=tmp_path / "logs", say=lambda _: None, poll=0.05, markers=markers)
+    first = chain()
+    run_jobs(first, **quiet)
+    assert resume(chain(), markers) == 4
+    again = chain()
+    assert resume(again, markers) == 4 and again[1].seconds == first[1].seconds and again[1].note
+
+    (markers / "b.json").unlink()   # b stopped before it finished: b and what follows it re-run
+    rerun = chain()
+    assert resume(rerun, markers) == 2 and [j.state for j in rerun] == ["done", "waiting", "waiting", "done"]
+    run_jobs(rerun, **quiet)
+    ran = [line.split()[0] for line in (cwd / "runs.log").read_text().splitlines()]
+    assert ran[4:] == ["b", "c"]
+
+    stale = json.loads((markers / "c.json").read_text())   # c older than b's new run: c re-runs
+    stale["finished"] = 0.0
+    (markers / "c.json").write_text(json.dumps(stale))
+    assert [j.state for j in (lambda jobs: (resume(jobs, markers), jobs)[1])(chain())] == \
+        ["done", "done", "waiting", "done"]
+
+    (cwd / "params.yaml").write_text("train: {seed: 1}\n")   # other params: nothing is finished
+    assert resume(chain(), markers) == 0
 
 
 def test_report_pairs_variants_with_the_base_by_seed(tmp_path):
