@@ -74,6 +74,58 @@ def create_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: An
     )
 
 
+def write_whole_shard(array: zarr.Array, shard_file: str | Path, rows: slice, values: np.ndarray) -> None:
+    """`array[rows] = values` for rows that are exactly one whole shard, as zarr would store it.
+
+    An uncompressed shard is the inner chunks' bytes in order - for chunks along the first axis,
+    the C-ordered block itself - followed by its index ((offset, size) per chunk, uint64 little
+    endian) and the index's CRC32C. Local uncompressed shards are written so, straight from the
+    block's memory: zarr's own write copies 245 MB of persistence images three times over and
+    took 5-10x as long (docs/topology.md). Any other case (a URL, compression, a partial shard,
+    another layout) is zarr's write. The file is byte-identical to zarr's (tests/test_store.py),
+    except that zarr leaves out an inner chunk that is all fill value."""
+    layout = _plain_shard_layout(array, rows, values)
+    if layout is None or locations.is_url(shard_file):
+        array[rows] = values
+        return
+    chunk_bytes, n_chunks = layout
+    import google_crc32c   # zarr's own CRC32C (a zarr dependency)
+
+    index = np.empty((n_chunks, 2), "<u8")
+    index[:, 0] = np.arange(n_chunks, dtype=np.uint64) * chunk_bytes
+    index[:, 1] = chunk_bytes
+    index_bytes = index.tobytes()
+    crc = np.uint32(google_crc32c.value(index_bytes)).astype("<u4").tobytes()
+    Path(shard_file).parent.mkdir(parents=True, exist_ok=True)
+    with open(shard_file, "wb") as handle:
+        handle.write(memoryview(values).cast("B"))
+        handle.write(index_bytes + crc)
+
+
+def _plain_shard_layout(array: zarr.Array, rows: slice, values: np.ndarray) -> tuple[int, int] | None:
+    """(bytes per inner chunk, chunks per shard) when `values` can be written as raw shard bytes."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
+    from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+    codecs = array.metadata.codecs if array.metadata.zarr_format == 3 else ()
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return None
+    sharding, shard = codecs[0], array.shards
+    little = lambda c: isinstance(c, BytesCodec) and c.endian is not None and c.endian.value == "little"
+    inner = sharding.chunk_shape
+    if not (len(sharding.codecs) == 1 and little(sharding.codecs[0])
+            and len(sharding.index_codecs) == 2 and little(sharding.index_codecs[0])
+            and isinstance(sharding.index_codecs[1], Crc32cCodec)
+            and sharding.index_location == ShardingCodecIndexLocation.end
+            and tuple(inner[1:]) == tuple(array.shape[1:]) == tuple(shard[1:]) and shard[0] % inner[0] == 0):
+        return None
+    if not (rows.start % shard[0] == 0 and rows.stop - rows.start == shard[0] <= array.shape[0] - rows.start
+            and values.shape == (shard[0], *array.shape[1:]) and values.dtype == array.dtype
+            and values.dtype.byteorder in ("<", "=", "|") and values.flags.c_contiguous):
+        return None
+    return values[:inner[0]].nbytes, shard[0] // inner[0]
+
+
 def write_split(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
                 shard_size: int) -> None:
     """Write a whole split at once, atomically: a crash never leaves a store that looks done.

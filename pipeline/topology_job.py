@@ -21,7 +21,9 @@ kernels, the grid tables) while the parent hashes its inputs. Within a task a th
 shard while the next one is computed. A training shard's per-channel sums (float64) are written
 to `stats/` before its marker, and the parent adds them in shard order for the mean and std: no
 pass over the written stores, and the same result whichever worker finished first. Persistence
-images are stored uncompressed as `topology.dtype` (float32, or float16 for half the bytes).
+images are stored uncompressed as `topology.dtype` (float32, or float16 for half the bytes), a
+whole shard written as raw bytes (store.write_whole_shard), computed in engine calls of
+ENGINE_BLOCK samples into buffers a task reuses (docs/topology.md, "The stage against its engine").
 
 Locations (pipeline.locations): the prepared, output and staging folders are local paths or
 fsspec URLs. Local paths are made absolute before they reach a task (a worker's current folder
@@ -51,13 +53,17 @@ from pipeline import locations
 from pipeline.layout import STAGING
 from pipeline.errors import TopologyError
 from pipeline.store import (SPLITS, _jsonable, create_array, create_group, open_split, shard_slices,
-                            split_path, tree_digest, write_json)
+                            split_path, tree_digest, write_json, write_whole_shard)
 
 DEFAULT_STAGING = STAGING / "topology"
 # Persistence images are written uncompressed (`python -m pipeline.bench topology-codecs`, docs/topology.md):
 # zstd cost 5x the write time of no compression for 20-30 % less disk, lz4 + shuffle 2.5x for 25-30 %.
 PI_CODEC = "none"
 STAGING_LAYOUT = 2  # 2: training shards' sums in stats/ (a staging folder of layout 1 is discarded)
+# Samples per engine call. A call's output is one fresh array: 4,096 CIFAR-10 images' PIs (245 MB)
+# cost the kernel half as much time as the engine's own work (page faults), 128 (7.7 MB) nothing
+# measurable (docs/topology.md); the blocks land in a buffer that a task reuses.
+ENGINE_BLOCK = 128
 
 
 def recipe_for(cfg: dict[str, Any], modality: str) -> dict[str, Any]:
@@ -79,23 +85,27 @@ def signal_persistence_images(signals: np.ndarray, **recipe) -> np.ndarray:
 
 
 def compute_block(x: np.ndarray, modality: str, engine: str, recipe: dict[str, Any],
-                  first: int = 0) -> np.ndarray:
-    """Persistence images of one block of samples; NaN or inf is an error, never stored.
+                  first: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """Persistence images of one block of samples (into `out`, when given, of len(x) rows), in
+    engine calls of ENGINE_BLOCK samples; NaN or inf is an error, never stored.
 
     `first` is the index of the block's first sample in its split, so that an error names the
     culprit samples by their index in the store.
     """
-    if modality == "image":
-        pis = persistence_images(x, engine=engine, **recipe)
-    else:
-        pis = signal_persistence_images(x, engine=engine, **recipe)
-    pis = np.asarray(pis)
-    if not np.isfinite(pis).all():
-        bad = (np.unique(np.nonzero(~np.isfinite(pis.reshape(len(pis), -1)))[0]) + first).tolist()
-        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
-        raise TopologyError(f"non-finite (NaN or inf) persistence images for samples {bad[:10]}{more} "
-                            f"(engine {engine}); nothing was stored for them")
-    return pis
+    images_of = persistence_images if modality == "image" else signal_persistence_images
+    for start in range(0, max(len(x), 1), ENGINE_BLOCK):
+        pis = np.asarray(images_of(x[start:start + ENGINE_BLOCK], engine=engine, **recipe))
+        if not np.isfinite(pis).all():
+            bad = (np.unique(np.nonzero(~np.isfinite(pis.reshape(len(pis), -1)))[0]) + first + start).tolist()
+            more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+            raise TopologyError(f"non-finite (NaN or inf) persistence images for samples {bad[:10]}{more} "
+                                f"(engine {engine}); nothing was stored for them")
+        if out is None:
+            if len(pis) == len(x):   # one call made all of it
+                return pis
+            out = np.empty((len(x), *pis.shape[1:]), pis.dtype)
+        out[start:start + len(pis)] = pis
+    return out
 
 
 def _marker(staging: Path | str, split: str, index: int) -> Path | str:
@@ -137,21 +147,33 @@ def _run_task(source: str, target: str, staging: str, split: str, shards: list[t
     """Compute and write whole shards, then mark each done. Runs in a worker process.
 
     A thread writes each shard while the next one is computed (writing 250 MB of persistence
-    images is often a wait on the disk, not work): at most one shard waits in memory.
+    images is often a wait on the disk, not work): at most one shard waits in memory. The two
+    shard buffers are reused, one computed into while the other is written.
     """
     x = _open_array(source, "x", "r")
     pis = _open_array(target, "pis", "r+")
+    buffers: list[tuple[np.ndarray, np.ndarray] | None] = [None, None]   # (computed, stored) per parity
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = None
-        for index, start, stop in shards:
+        for n, (index, start, stop) in enumerate(shards):
+            rows = stop - start
+            slot = buffers[n % 2]   # the shard before last was written from it: pending.result() below
+            if slot is None or len(slot[0]) < rows:
+                computed = np.empty((rows, *pis.shape[1:]), np.float32)
+                slot = buffers[n % 2] = (computed, computed if pis.dtype == computed.dtype else
+                                         np.empty(computed.shape, pis.dtype))
             try:
-                block = compute_block(x[start:stop], modality, engine, recipe, first=start)
+                block = compute_block(x[start:stop], modality, engine, recipe, first=start, out=slot[0][:rows])
             except TopologyError as error:
                 raise TopologyError(f"{source}: samples {start}..{stop - 1} (shard {index}): {error}") from None
             sums = shard_sums(block) if split == "train" else None  # of the computed float32 values
+            stored = block if slot[1] is slot[0] else slot[1][:rows]
+            if stored is not block:   # topology.dtype float16: rounded into its own buffer
+                from pipeline.float16 import to_float16   # numba: loaded by the workers only
+
+                to_float16(block, stored)
             if pending is not None:
                 pending.result()  # the previous shard is on disk (or its error is raised here)
-            stored = block.astype(pis.dtype, copy=False)  # topology.dtype: float32, or float16
             pending = writer.submit(_store_shard, pis, target, locations.as_location(staging), split, index,
                                     (start, stop), stored, sums)
         if pending is not None:
@@ -167,7 +189,7 @@ def _store_shard(pis: zarr.Array, target: str, staging: Path | str, split: str, 
     shard_file = locations.join(target, "pis", pis.metadata.encode_chunk_key((index,) + (0,) * (pis.ndim - 1)))
     with locations.naming(shard_file):  # a full disk or a read-only folder: say which file
         locations.remove(shard_file)
-        pis[rows[0]:rows[1]] = stored
+        write_whole_shard(pis, shard_file, slice(*rows), stored)
         if sums is not None:
             _write_marker(_stats_file(staging, index), json.dumps(sums))
         _write_marker(_marker(staging, split, index), f"{rows[0]} {rows[1]}\n")

@@ -192,7 +192,9 @@ def test_staging_of_another_recipe_is_discarded(tmp_path, prepared, reference, m
     assert tree_digest(out) == reference  # and byte-identical to an uninterrupted run
 
 
-def test_non_finite_persistence_image_is_an_error(tmp_path, prepared, monkeypatch):
+@pytest.mark.parametrize("engine_block", [512, 5])   # one engine call per shard, or several
+def test_non_finite_persistence_image_is_an_error(tmp_path, prepared, monkeypatch, engine_block):
+    monkeypatch.setattr(job, "ENGINE_BLOCK", engine_block)
     x, _ = read_split(split_path(prepared, "train"), ["x"])
     culprit = x["x"][70]
     compute = job.persistence_images

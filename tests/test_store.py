@@ -4,7 +4,8 @@ import pytest
 import zarr
 
 from pipeline.errors import DataError
-from pipeline.store import read_split, shard_slices, tree_digest, write_split
+from pipeline.store import (_plain_shard_layout, create_array, create_group, read_split, shard_slices,
+                            tree_digest, write_split, write_whole_shard)
 
 
 def test_shard_slices_cover_every_sample_once():
@@ -62,3 +63,22 @@ def test_inputs_with_labels_that_disagree_fail_by_path(tmp_path):
                     {"mean": [0.1, 0.1], "std": [1.0, 1.0]}, 4)
     with pytest.raises(DataError, match="topology/train: labels differ"):
         load_inputs(tmp_path / "prepared", tmp_path / "topology")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_whole_uncompressed_shard_is_written_as_zarr_writes_it(tmp_path, dtype):
+    """write_whole_shard's raw bytes + index are zarr's own file, byte for byte; a partial last
+    shard and a compressed array take zarr's own write; zarr reads every one back."""
+    values = np.random.default_rng(0).random((1100, 2, 3, 3)).astype(dtype)
+    for codec in ("none", "zstd"):
+        ours, zarrs = (create_array(create_group(tmp_path / f"{name}-{codec}.zarr"), "pis", values.shape, dtype,
+                                    512, codec=codec, chunk_samples=128) for name in ("ours", "zarr"))
+        for index, rows in enumerate(shard_slices(len(values), 512)):
+            key = ours.metadata.encode_chunk_key((index, 0, 0, 0))
+            raw = _plain_shard_layout(ours, rows, values[rows])   # the raw path: whole, uncompressed
+            assert (raw is not None) == (codec == "none" and rows.stop - rows.start == 512)
+            write_whole_shard(ours, tmp_path / f"ours-{codec}.zarr" / "pis" / key, rows, values[rows])
+            zarrs[rows] = values[rows]
+            assert (tmp_path / f"ours-{codec}.zarr" / "pis" / key).read_bytes() == \
+                (tmp_path / f"zarr-{codec}.zarr" / "pis" / key).read_bytes()
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / f"ours-{codec}.zarr" / "pis"))[...], values)

@@ -56,6 +56,20 @@ def test_float32_pis_are_the_engines_own_and_stored_uncompressed(prepared, float
         assert [c["name"] for c in codecs["codecs"]] == ["bytes"]  # no compressor: measured cheapest
 
 
+def test_engine_calls_of_a_few_samples_fill_the_reused_buffer_exactly(prepared, params, monkeypatch):
+    import pipeline.topology_job as job
+
+    recipe = section(params, "topology")["image"]
+    x = read_split(split_path(prepared, "train"), ["x"])[0]["x"][:40]
+    whole = job.compute_block(x, "image", "fast", recipe)   # one engine call: ENGINE_BLOCK >= 40
+    monkeypatch.setattr(job, "ENGINE_BLOCK", 7)
+    buffer = np.full((64, *whole.shape[1:]), np.nan, np.float32)
+    blocks = job.compute_block(x, "image", "fast", recipe, out=buffer[:40])
+    assert blocks.base is buffer or blocks is buffer or np.shares_memory(blocks, buffer)
+    assert np.array_equal(buffer[:40], whole) and np.isnan(buffer[40:]).all()   # no row beyond its own
+    assert np.array_equal(job.compute_block(x, "image", "fast", recipe), whole)   # allocated when no out
+
+
 def test_statistics_from_the_tasks_equal_a_pass_over_the_store(float32):
     pis = read_split(split_path(float32, "train"), ["pis"])[0]["pis"].astype(np.float64)
     attrs = zarr.open_group(str(split_path(float32, "train")), mode="r").attrs
