@@ -35,6 +35,7 @@ Each finished job leaves a marker in `<work>/done/` (its command, a hash of its 
 wall time); `--resume` skips a job whose marker matches and whose inputs were all resumed and older, so
 a study stopped by a deadline or a closed session goes on where it stopped (a changed study file
 re-runs what the change reaches). Code changes are not tracked: after one, run without --resume.
+`--report` runs nothing and writes `<work>/results-so-far.md` from the markers (while a study runs).
 
     python -m pipeline.study studies/cpu-grid.yaml --work ../study --slots 2 \\
         --set data.root=$PWD/data/raw/cifar10-jpeg --deadline 6600 [--resume]
@@ -397,9 +398,11 @@ def _paired(runs: dict[str, Run], baseline_runs: dict[str, Run] | None, baseline
     return paired_table(paired, same_run=baseline_runs is None)
 
 
-def report(studies: list[Study], the_plan: Plan, wall: float) -> tuple[str, dict[str, Any]]:
+def report(studies: list[Study], the_plan: Plan, wall: float | None) -> tuple[str, dict[str, Any]]:
+    """The markdown report and its data; `wall` None: a report of earlier runs (--report)."""
     lines = ["# Study report (pipeline.study)", "",
-             f"Wall time {wall:.0f} s; jobs: " + ", ".join(
+             ("What earlier runs finished (nothing run now)" if wall is None else f"Wall time {wall:.0f} s") +
+             "; jobs: " + ", ".join(
                  f"{sum(j.state == s for j in the_plan.jobs)} {s}"
                  for s in ("done", "failed", "stopped", "skipped") if any(j.state == s for j in the_plan.jobs))]
     data: dict[str, Any] = {"wall_s": wall, "jobs": [
@@ -487,6 +490,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="the params.yaml overridden")
     parser.add_argument("--resume", action="store_true",
                         help="skip the jobs an earlier run in --work finished with the same command and params")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: report what earlier runs in --work finished (their markers), "
+                             "e.g. while a study is still running")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -496,13 +502,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {error}")
     markers = args.work / "done"
     print(f"study: {len(the_plan.jobs)} jobs, {len(the_plan.runs)} runs, {args.slots} at a time, in {args.work}")
-    if args.resume:
+    if args.resume or args.report:
         print(f"resume: {resume(the_plan.jobs, markers)} jobs finished in an earlier run")
-    deadline = None if args.deadline is None else started + args.deadline
-    run_jobs(the_plan.jobs, args.slots, deadline, args.work / "logs", markers=markers)
-    text, data = report(studies, the_plan, time.monotonic() - started)
-    (args.work / "results.md").write_text(text)
-    (args.work / "results.json").write_text(json.dumps(data, indent=1))
+    if not args.report:
+        deadline = None if args.deadline is None else started + args.deadline
+        run_jobs(the_plan.jobs, args.slots, deadline, args.work / "logs", markers=markers)
+    text, data = report(studies, the_plan, None if args.report else time.monotonic() - started)
+    name = "results-so-far" if args.report else "results"   # never overwrites a finished run's report
+    (args.work / f"{name}.md").write_text(text)
+    (args.work / f"{name}.json").write_text(json.dumps(data, indent=1))
     print(text)
     sys.exit(1 if any(j.state == "failed" for j in the_plan.jobs) else 0)
 

@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, TINY_PARAMS
 from pipeline import layout
 from pipeline.errors import PipelineError
-from pipeline.study import Job, load_study_file, plan, report, resume, run_jobs
+from pipeline.study import Job, load_study_file, main, plan, report, resume, run_jobs
 
 STUDY = {
     "params": {"train": {"epochs": 1}, "distill": {"methods": ["kd", "tgd"], "teacher_cache": False}},
@@ -141,6 +141,20 @@ def test_resume_skips_finished_jobs_until_the_first_that_must_rerun(fake_stages,
 
     (cwd / "params.yaml").write_text("train: {seed: 1}\n")   # other params: nothing is finished
     assert resume(chain(), markers) == 0
+
+
+def test_report_only_runs_nothing_and_keeps_the_finished_report(tmp_path):
+    spec, params = write(tmp_path, STUDY)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "results.md").write_text("a finished run's report\n")
+    with pytest.raises(SystemExit) as stop:
+        main([str(spec), "--work", str(work), "--params", str(params), "--report"])
+    assert stop.value.code == 0
+    text = (work / "results-so-far.md").read_text()
+    assert "nothing run now" in text and "Not finished:" in text and "s/seed0/base/distill@kd: waiting" in text
+    assert (work / "results.md").read_text() == "a finished run's report\n"
+    assert not (work / "logs").exists() and not (work / "done").exists()   # no job started
 
 
 def test_report_pairs_variants_with_the_base_by_seed(tmp_path):
