@@ -415,7 +415,10 @@ def report(studies: list[Study], the_plan: Plan, wall: float | None) -> tuple[st
         for variant in study.variants:
             runs = _finished_runs(study, variant, the_plan.runs)
             data["runs"].update({n: r.metrics for n, r in runs.items()})
-            lines += ["", f"### {study.name} / {variant.name} ({len(runs)} of {len(study.seeds)} seeds finished)"]
+            evaluated = sum((the_plan.runs[(study.name, variant.name, seed)] / layout.EVALUATE_METRICS).exists()
+                            for seed in study.seeds)
+            partial = f", {len(runs) - evaluated} more in part (trainings' own metrics)" if len(runs) > evaluated else ""
+            lines += ["", f"### {study.name} / {variant.name} ({evaluated} of {len(study.seeds)} seeds evaluated{partial})"]
             if variant is not base:
                 lines.append("Overrides of the base: " + ", ".join(
                     f"`{k}={v}`" for k, v in _diff(base.params, variant.params).items()))

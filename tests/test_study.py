@@ -176,11 +176,11 @@ def test_report_pairs_variants_with_the_base_by_seed(tmp_path):
     variant = text.split("### s / a0.5")[1].split("### s / cub")[0]
     assert "| tgd | 2 | +5.00 |" in variant          # (66-60, 68-64) / 2: tgd at 0.5 - base kd
     assert "| tgd | 2 | +16.00 |" in variant         # - scratch of the same run
-    assert "0 of 2 seeds finished" in text.split("### s / cub")[1]
+    assert "(0 of 2 seeds evaluated)" in text.split("### s / cub")[1]
     # without evaluate's metrics, the trainings' own summaries still count
     (the_plan.runs[("s", "cub", 0)] / layout.model_dir("tgd")).mkdir(parents=True)
     (the_plan.runs[("s", "cub", 0)] / layout.model_dir("tgd") / "summary.json").write_text('{"tgd_acc": 70.5}')
-    assert "1 of 2 seeds finished" in report(studies, the_plan, 12.0)[0].split("### s / cub")[1]
+    assert "(0 of 2 seeds evaluated, 1 more in part" in report(studies, the_plan, 12.0)[0].split("### s / cub")[1]
     assert data["runs"]["s-a0.5-s1"]["tgd_acc"] == 68
 
 
