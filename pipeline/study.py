@@ -18,6 +18,10 @@ A study file (YAML) names the runs:
           - {name: base}
           - {name: a0.7-bm, params: {distill: {alpha: 0.7, kl_reduction: batchmean}}, methods: [tgd]}
           - {name: cubical, params: {topology: {image: {filtrations: [cubical]}}}, methods: [tgd]}
+          - {name: a0.7-mean, params: {distill: {alpha: 0.7}}, methods: [tgd], kd_from: base}
+
+`kd_from` names the variant whose kd a variant's students are paired with (default: the base;
+a variant that trains kd itself is paired within its own runs).
 
 Per (study, seed) the base variant runs teacher_image, teacher_topology, train_student, (the
 teacher cache), distill@<method> for `distill.methods`, export and evaluate. Another variant
@@ -80,6 +84,7 @@ class Variant:
     params: dict[str, Any]           # the full params.yaml of this variant's runs (seed aside)
     methods: list[str]
     own_topology: bool               # its overrides reach topology.*: own stores and teacher 2
+    kd_from: str | None = None       # the variant whose kd its students are paired with (default: the base)
 
 
 @dataclass
@@ -105,8 +110,13 @@ def load_study_file(path: Path, sets: dict[str, Any], base_params: Path = DEFAUL
             raise PipelineError(f"{where}: needs a unique `name` and `seeds`, a list of integers")
         names.add(name)
         study_params = apply_overrides(common, entry.get("params") or {})
-        studies.append(Study(name, list(seeds), [_variant(v, study_params, sets, f"{where}.variants[{j}]", j == 0)
-                                                for j, v in enumerate(variants)]))
+        built = [_variant(v, study_params, sets, f"{where}.variants[{j}]", j == 0) for j, v in enumerate(variants)]
+        with_kd = {v.name for v in built if "kd" in v.methods}
+        for j, variant in enumerate(built):
+            if variant.kd_from is not None and (variant.kd_from not in with_kd or variant.kd_from == variant.name):
+                raise PipelineError(f"{where}.variants[{j}].kd_from: {variant.kd_from!r} is not another variant "
+                                    f"that trains kd (those that do: {', '.join(sorted(with_kd)) or 'none'})")
+        studies.append(Study(name, list(seeds), built))
     return studies
 
 
@@ -116,6 +126,10 @@ def _variant(entry: dict[str, Any], study_params: dict[str, Any], sets: dict[str
     name, overrides = entry.get("name"), entry.get("params") or {}
     if not name:
         raise PipelineError(f"{where}: needs a `name`")
+    unknown = set(entry) - {"name", "params", "methods", "kd_from"}
+    if unknown:
+        raise PipelineError(f"{where} ({name}): unknown keys {', '.join(sorted(unknown))}; "
+                            "a variant has name, params, methods and kd_from")
     keys = list(flatten(overrides))
     outside = [k for k in keys if k.split(".")[0] not in VARIANT_SECTIONS]
     if outside and not is_base:
@@ -126,7 +140,8 @@ def _variant(entry: dict[str, Any], study_params: dict[str, Any], sets: dict[str
     params["distill"]["methods"] = list(methods)
     validate(params, f"{where} ({name})")
     return Variant(name, params, list(methods),
-                   own_topology=not is_base and any(k.startswith("topology.") for k in keys))
+                   own_topology=not is_base and any(k.startswith("topology.") for k in keys),
+                   kd_from=entry.get("kd_from"))
 
 
 # -- jobs and their scheduling -----------------------------------------------------------------
@@ -426,9 +441,11 @@ def report(studies: list[Study], the_plan: Plan, wall: float | None) -> tuple[st
                 continue
             lines += ["", summary_table(runs), "", _paired(runs, None, "scratch")]
             # tgd - kd within the run when the variant trains its own kd (same KL reduction), else
-            # against the base's kd of the same seed
+            # against the kd of the same seed in `kd_from` (default: the base)
             own_kd = variant is base or "kd" in variant.methods
-            lines += ["", _paired(runs, None if own_kd else base_runs, "kd")]
+            kd_runs = base_runs if variant.kd_from is None else _finished_runs(
+                study, next(v for v in study.variants if v.name == variant.kd_from), the_plan.runs)
+            lines += ["", _paired(runs, None if own_kd else kd_runs, "kd")]
             shares = {seed: _shares(the_plan.runs[(study.name, variant.name, seed)]) for seed in study.seeds}
             shares = {s: v for s, v in shares.items() if v}
             if shares:

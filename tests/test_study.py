@@ -71,6 +71,10 @@ def test_plan_shares_stores_and_reruns_only_what_a_variant_reaches(tmp_path):
     ({"studies": [{"name": "s", "seeds": [0], "variants": [{"name": "b", "params": {"distill": {"alpha": 2.0}}}]}]},
      "distill.alpha"),
     ({"runs": []}, "unknown keys: runs"),
+    ({"studies": [{"name": "s", "seeds": [0], "variants": [{"name": "b"}, {"name": "v", "method": ["tgd"]}]}]},
+     "unknown keys method"),
+    ({"studies": [{"name": "s", "seeds": [0], "variants": [
+        {"name": "b"}, {"name": "v", "methods": ["tgd"], "kd_from": "w"}]}]}, "kd_from: 'w' is not another variant"),
 ])
 def test_bad_study_files_fail_naming_the_key(tmp_path, study, culprit):
     spec, params = write(tmp_path, study)
@@ -182,6 +186,26 @@ def test_report_pairs_variants_with_the_base_by_seed(tmp_path):
     (the_plan.runs[("s", "cub", 0)] / layout.model_dir("tgd") / "summary.json").write_text('{"tgd_acc": 70.5}')
     assert "(0 of 2 seeds evaluated, 1 more in part" in report(studies, the_plan, 12.0)[0].split("### s / cub")[1]
     assert data["runs"]["s-a0.5-s1"]["tgd_acc"] == 68
+
+
+def test_kd_from_pairs_a_variant_with_another_variants_kd(tmp_path):
+    study = {**STUDY, "studies": [{"name": "s", "seeds": [0, 1], "variants": [
+        {"name": "base"},
+        {"name": "bm", "params": {"distill": {"kl_reduction": "batchmean"}}, "methods": ["kd", "tgd"]},
+        {"name": "bm-a0.5", "params": {"distill": {"kl_reduction": "batchmean", "alpha": 0.5}}, "methods": ["tgd"],
+         "kd_from": "bm"}]}]}
+    spec, params = write(tmp_path, study)
+    studies = load_study_file(spec, {}, params)
+    the_plan = plan(studies, tmp_path / "work")
+    accs = {("base", 0): {"kd": 60, "tgd": 61}, ("base", 1): {"kd": 64, "tgd": 63},
+            ("bm", 0): {"kd": 50, "tgd": 55}, ("bm", 1): {"kd": 52, "tgd": 53},
+            ("bm-a0.5", 0): {"tgd": 56}, ("bm-a0.5", 1): {"tgd": 58}}
+    for (variant, seed), models in accs.items():
+        path = the_plan.runs[("s", variant, seed)] / layout.EVALUATE_METRICS
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"scratch_acc": 40, **{f"{m}_acc": v for m, v in models.items()}}))
+    text = report(studies, the_plan, 1.0)[0].split("### s / bm-a0.5")[1]
+    assert "| tgd | 2 | +6.00 |" in text and "s-bm-a0.5-s0 − s-bm-s0" in text   # (56-50, 58-52) / 2, bm's kd
 
 
 @pytest.mark.slow
