@@ -151,3 +151,16 @@ def test_data_stages_never_import_torch(workspace):
     assert done.returncode == 0, done.stderr
     assert "topology: 180 samples" in done.stdout
     assert done.stdout.strip().endswith("torch imported: False")
+
+
+def test_topology_parent_never_loads_the_engine():
+    """The stage's parent process plans, hashes, publishes and draws: numba and scipy load in the
+    workers only, and the registry still resolves on first use."""
+    code = ("import sys, stages.topology, pipeline.topology.figure\n"
+            "print(sorted(m for m in ('numba', 'scipy', 'pipeline.topology.engines') if m in sys.modules))\n"
+            "import pipeline.topology as t\n"
+            "print(t.get_engine('fast').name, sorted(t.ENGINES), 'pipeline.topology.engines' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True,
+                          text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "fast ['fast', 'ripser'] True"]

@@ -19,7 +19,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipeline.errors import ParamsError, TopologyError
-from pipeline.topology.engines import ENGINES, Engine, get_engine
 from pipeline.topology.filtrations import FILTRATIONS, channel_labels, image_sequences
 from pipeline.topology.grid import Grid, clean, make_grid
 
@@ -38,6 +37,18 @@ IMAGE_RECIPE: dict[str, Any] = {
 SIGNAL_RECIPE: dict[str, Any] = {
     "threshold": 0.01, "resolution": 64, "sigma": 0.015, "birth_range": [-1.0, 1.0],
     "pers_range": [-1.0, 1.0], "normalize": True}
+
+_ENGINE_NAMES = ("ENGINES", "Engine", "get_engine")
+
+
+def __getattr__(name: str):
+    """The engine registry, imported on first use (PEP 562): importing the recipes, the filtrations'
+    channel labels or the figure does not load numba and scipy (0.3-0.7 s of the topology stage's
+    parent process, which never computes)."""
+    if name in _ENGINE_NAMES:
+        from pipeline.topology import engines
+        return getattr(engines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _validated(modality: str, recipe: Mapping[str, Any], caller: str) -> dict[str, Any]:
@@ -82,6 +93,8 @@ def persistence_images(images, *, engine="ripser", **recipe) -> np.ndarray:
     over the filtrations; ``channel_labels(recipe, C)`` names them. Each PI is indexed
     [birth bin, persistence bin] as persim's PersistenceImager.transform returns it.
     """
+    from pipeline.topology.engines import get_engine
+
     eng = get_engine(engine)
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
         raise TopologyError(f"persistence_images needs a uint8 array of shape (N, H, W, C), got {_describe(images)}")
@@ -99,6 +112,8 @@ def signal_persistence_images(signals, *, engine="ripser", **recipe) -> np.ndarr
     ``recipe``: the ``topology.signal`` keys of params.yaml. Values are taken as float32 (ripser
     computes in float32; float64 input is rounded to it).
     """
+    from pipeline.topology.engines import get_engine
+
     eng = get_engine(engine)
     if not isinstance(signals, np.ndarray) or signals.ndim != 3 or not np.issubdtype(signals.dtype, np.floating):
         raise TopologyError(f"signal_persistence_images needs a float32 array of shape (N, L, C), "

@@ -13,12 +13,14 @@ result, in the same order, for figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from pipeline.topology.engines import Engine
 from pipeline.topology.grid import make_grid
+
+if TYPE_CHECKING:  # the engines (numba, scipy) load on first use: the topology stage's parent never needs them
+    from pipeline.topology.engines import Engine
 
 
 @dataclass(frozen=True)
