@@ -99,12 +99,13 @@ def test_stage_draws_the_figure_and_teacher_2_trains_on_4_channels(workspace):
     (workspace / "params.yaml").write_text(yaml.safe_dump(stacked_params(), sort_keys=False))
     from pipeline.layout import PREPARED
     from pipeline.runs import train_teacher
-    from stages import topology as stage
+    from stages import topology, topology_figure
 
     params = load_params()
     prepare(section(params, "data"), PREPARED)
-    stage.main()
-    figure = workspace / stage.FIGURE
+    topology.main()
+    topology_figure.main()
+    figure = workspace / topology_figure.FIGURE
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 20_000
     summary = train_teacher("topology", params)
     assert 0.0 <= summary["teacher_topology_acc"] <= 100.0
@@ -113,7 +114,7 @@ def test_stage_draws_the_figure_and_teacher_2_trains_on_4_channels(workspace):
 
 
 def test_figure_of_sensor_windows(tmp_path):
-    from pipeline.topology.figure import draw, pick_samples
+    from pipeline.topology_figure import draw, pick_samples
 
     assert pick_samples(np.array([2, 0, 2, 1, 0, 3]), 3).tolist() == [1, 3, 0]   # classes 0, 1, 2
     recipe = validate(tiny_params()).topology.signal.model_dump()
@@ -126,7 +127,11 @@ def test_figure_of_sensor_windows(tmp_path):
 
 def test_dvc_declares_the_figure_and_no_output_inside_another():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    assert {"data/plots/persistence_images.png": {"cache": False}} in stages["topology"]["plots"]
+    assert {"data/plots/persistence_images.png": {"cache": False}} in stages["topology_figure"]["plots"]
+    # redrawing must not recompute the PIs: the figure's code is no dependency of the topology stage
+    assert not any(d.startswith("pipeline/topology_figure") or d.startswith("stages/topology_figure")
+                   for d in stages["topology"]["deps"])
+    assert "plots" not in stages["topology"]
     outs = []
     for stage in stages.values():
         body = stage.get("do", stage)

@@ -59,7 +59,7 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
-    for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
+    for stage in ("prepare", "topology", "topology_figure", "train_teacher@image", "train_teacher@topology",
                   "train_student", "teachers", "method_params", "distill@kd", "distill@tgd", "export",
                   "evaluate"):
         assert f"Running stage '{stage}'" in first
@@ -74,7 +74,7 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     assert "tgd_onnx_b1_ms" in json.loads((project / "data/metrics/timing.json").read_text())
     plots = sh(project, "dvc", "plots", "show", "--json")
     rendered = json.loads(plots[plots.index("{"):])
-    # the evaluate stage's five comparison figures and the topology stage's persistence images
+    # the evaluate stage's five comparison figures and the topology_figure stage's persistence images
     assert not rendered.get("errors") and len(rendered["data"]) == 6, rendered.get("errors")
     assert "data/plots/persistence_images.png" in rendered["data"]
 
@@ -86,7 +86,7 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.alpha=0.5")
     # alpha is read by tgd (and tpkd), never by kd: only tgd's student is trained again.
     # ... and no teacher runs: the teachers stage is not re-run, distill@tgd reads its outputs.
-    for stage in ("prepare", "topology", "train_teacher@image", "train_teacher@topology",
+    for stage in ("prepare", "topology", "topology_figure", "train_teacher@image", "train_teacher@topology",
                   "train_student", "teachers", "distill@kd"):
         assert f"Running stage '{stage}'" not in second, stage
     for stage in ("method_params", "distill@tgd", "export", "evaluate"):

@@ -156,7 +156,7 @@ def test_data_stages_never_import_torch(workspace):
 def test_topology_parent_never_loads_the_engine():
     """The stage's parent process plans, hashes, publishes and draws: numba and scipy load in the
     workers only, and the registry still resolves on first use."""
-    code = ("import sys, stages.topology, pipeline.topology.figure\n"
+    code = ("import sys, stages.topology, stages.topology_figure\n"
             "print(sorted(m for m in ('numba', 'scipy', 'pipeline.topology.engines') if m in sys.modules))\n"
             "import pipeline.topology as t\n"
             "print(t.get_engine('fast').name, sorted(t.ENGINES), 'pipeline.topology.engines' in sys.modules)\n")

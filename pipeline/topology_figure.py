@@ -1,4 +1,7 @@
-"""The figure of the topology stage: a few test samples beside their persistence images.
+"""The figure of the topology_figure stage: a few test samples beside their persistence images.
+
+Its own stage (and outside pipeline/topology, the topology stage's code) so that redrawing never
+recomputes the persistence images, and the topology stage does nothing but compute them.
 
 One row per sample (the first test sample of each of the first classes), the raw input on the
 left, then every PI channel of the recipe in storage order, titled by channel, filtration and

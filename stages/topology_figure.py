@@ -1,0 +1,15 @@
+"""Stage `topology_figure`: data/plots/persistence_images.png, the first test sample of each of
+the first classes beside its persistence images, read from data/prepared and data/topology."""
+from pipeline import layout
+from pipeline.topology_figure import draw_from_stores
+from stages._cli import run
+
+FIGURE = layout.PLOTS / "persistence_images.png"
+
+
+def main() -> None:
+    print(f"topology_figure: {draw_from_stores(layout.PREPARED, layout.TOPOLOGY, FIGURE)}")
+
+
+if __name__ == "__main__":
+    run(main)
