@@ -1,5 +1,5 @@
 """The data stages at engine speed: statistics from the tasks, stored dtype and codec, prepare
-decoding only what it keeps, and no torch in the prepare, source and topology stages."""
+decoding only what it keeps, and no torch in the source, prepare, topology and topology_figure stages."""
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +143,7 @@ def test_image_statistics_are_exact():
 @pytest.mark.slow
 def test_data_stages_never_import_torch(workspace):
     code = ("import runpy, sys\n"
-            "for stage in ('source', 'prepare', 'topology'):\n"
+            "for stage in ('source', 'prepare', 'topology', 'topology_figure'):\n"
             "    runpy.run_module(f'stages.{stage}', run_name='__main__')\n"
             "print('torch imported:', 'torch' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=workspace, env=subprocess_env(),
