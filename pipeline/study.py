@@ -323,8 +323,10 @@ def plan(studies: list[Study], work: Path) -> Plan:
             for seed in study.seeds:
                 base_dir = work / study.name / f"seed{seed}" / study.variants[0].name
                 params = apply_overrides(variant.params, {"train": {"seed": seed}})
-                prep_job, prep_dir = shared("prepare", params, ("data",), ["stages.prepare"], [], None)
-                topo_job, topo_dir = shared("topology", params, ("data", "topology"), ["stages.topology"],
+                # a store's params carry no seed (its stages read none), so its --resume identity
+                # does not change with the order of the seeds
+                prep_job, prep_dir = shared("prepare", variant.params, ("data",), ["stages.prepare"], [], None)
+                topo_job, topo_dir = shared("topology", variant.params, ("data", "topology"), ["stages.topology"],
                                             [prep_job], prep_dir / layout.PREPARED)
                 here = work / study.name / f"seed{seed}" / variant.name
                 _write_params(here, params)
