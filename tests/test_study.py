@@ -64,7 +64,6 @@ def test_plan_shares_stores_and_reruns_only_what_a_variant_reaches(tmp_path):
         assert all(keys.index(d) < i for d in job.deps), job.key
 
 
-
 def test_a_store_resumes_whatever_the_order_of_the_seeds(tmp_path):
     """Adding a seed in front of a finished study must not re-run its stores (and with them every
     run): a store's params, and so its --resume identity, carry no seed."""
@@ -75,6 +74,7 @@ def test_a_store_resumes_whatever_the_order_of_the_seeds(tmp_path):
         the_plan = plan(load_study_file(spec, {}, params), tmp_path / f"work-{len(seeds)}")
         identities.append({job.stage: job.identity() for job in the_plan.jobs if job.key.startswith("stores/")})
     assert identities[0] == identities[1] and set(identities[0]) == {"prepare", "topology"}
+
 
 @pytest.mark.parametrize("study, culprit", [
     ({"studies": [{"name": "s", "seeds": [0], "variants": [{"name": "b"}, {"name": "v", "params": {"train": {"lr": 0.1}}}]}]},
