@@ -13,7 +13,9 @@ Subcommands:
   topology-codecs    one shard of persistence images written and read with each codec (none, lz4 +
                      shuffle, zstd) and dtype (float32, float16): seconds, size, write/compute ratio.
   topology-stage     the prepare and topology stages (as DVC runs them) on an imagefolder tree, then
-                     the engine alone on the same images and workers: seconds and the ratio.
+                     the engine alone on the same images and workers: seconds and the ratio, the
+                     stage's parallel part against the rest, and what putting its output into
+                     this machine's page cache costs (a new file vs the same file rewritten).
   ddp                ms per training step (forward, backward, optimiser) of a model on one
                      global batch: 1 process vs N gloo processes (DistributedDataParallel).
   train              ms per training image: the project's loop vs a bare PyTorch loop, for
@@ -430,6 +432,35 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def page_cache_probe(folder: Path, nbytes: int = 1 << 30, block_bytes: int = 64 << 20) -> dict:
+    """CPU seconds per GB that this machine spends putting a file's bytes into the page cache:
+    writing a new file (fresh pages) and rewriting the same file in place (pages already cached).
+
+    The difference is what storing an output costs beyond copying it: on a virtual machine whose
+    free memory goes back to the host (virtio-balloon free page reporting), each fresh page is
+    faulted in again by the host. The figure depends on how recently memory was freed, so the
+    benchmark probes after its rounds, in the state the stage ran in."""
+    import resource
+
+    block = np.ones(block_bytes, np.uint8)   # touched before timing: only the file's pages count
+    path = folder / "page-cache-probe"
+
+    def cpu_seconds_to_write(mode: str) -> float:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        with open(path, mode) as handle:
+            for _ in range(max(1, nbytes // block_bytes)):
+                handle.write(block)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+    try:
+        new, cached = cpu_seconds_to_write("wb"), cpu_seconds_to_write("r+b")
+    finally:
+        path.unlink(missing_ok=True)
+    gb = max(1, nbytes // block_bytes) * block_bytes / 1e9
+    return {"new_s_per_gb": new / gb, "cached_s_per_gb": cached / gb, "gb": gb}
+
+
 def _run_stage(workspace: Path, stage: str) -> tuple[float, float, str]:
     """`python -m stages.<stage>` as DVC runs it: (wall s, CPU s of it and its workers, what it printed)."""
     import subprocess
@@ -461,7 +492,7 @@ def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | No
         raise BenchDataMissing(f"{root}: no train/ folder; unpack the JPEG tree there "
                                f"(mkdir -p data/raw && tar -xzf {CIFAR_TAR_RELATIVE} -C data/raw) or pass --root")
     res: dict = {"workers": workers, "dtype": dtype, "engine": engine, "load": [os.getloadavg()[0]],
-                 "repeat": repeat, "topology": [], "engine_alone": []}
+                 "repeat": repeat, "topology": [], "engine_alone": [], "parallel_part": []}
     with tempfile.TemporaryDirectory(prefix="bench-topology-stage-") as tmp:
         workspace = Path(tmp)
         params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -475,13 +506,27 @@ def run_topology_stage(root: str | None, workers: int = 2, limit_train: int | No
             shutil.rmtree(workspace / "data" / "topology", ignore_errors=True)
             wall, cpu, res["topology_line"] = _run_stage(workspace, "topology")
             res["topology"].append((wall, cpu))
+            res["parallel_part"].append(_stage_seconds(res["topology_line"]))
             res["engine_alone"].append(_engine_alone(workspace / "data" / "prepared", engine, workers))
             res["load"].append(os.getloadavg()[0])
         res["bytes"] = sum(f.stat().st_size for f in (workspace / "data" / "topology").rglob("*") if f.is_file())
+        # as many bytes as the stage wrote, between 64 MiB and 1 GiB
+        res["page_cache"] = page_cache_probe(workspace, min(max(res["bytes"], 64 << 20), 1 << 30))
     for key in ("topology", "engine_alone"):
         res[key] = np.array(res[key])  # rows (wall, CPU)
     res["ratio"] = np.median(res["topology"], axis=0) / np.median(res["engine_alone"], axis=0)
     return res
+
+
+def _stage_seconds(line: str) -> float:
+    """The topology stage's own timer (its parallel part: workers started, engine loaded, until
+    the last shard is stored), from the line it prints: `... persistence images in 9.4 s ...`."""
+    import re
+
+    found = re.search(r"persistence images in ([0-9.]+) s", line)
+    if found is None:
+        raise RuntimeError(f"stages.topology printed no timing: {line!r}")
+    return float(found.group(1))
 
 
 def print_topology_stage(r: dict) -> None:
@@ -497,6 +542,18 @@ def print_topology_stage(r: dict) -> None:
               f"{med[1]:>8.2f}{f'({low[1]:.1f}-{high[1]:.1f})':>16}")
     print(f"  topology stage / engine alone (medians): {r['ratio'][0]:.2f}x wall, {r['ratio'][1]:.2f}x CPU; "
           f"{r['bytes'] / 1e9:.2f} GB written")
+    engine = float(np.median(r["engine_alone"][:, 0]))
+    stage = float(np.median(r["topology"][:, 0]))
+    parallel = float(np.median(r["parallel_part"]))
+    print(f"  inside the stage (its own timer): the parallel part {parallel:.2f} s ({parallel / engine:.2f}x the "
+          f"engine alone), the rest (start, engine load, planning, publishing, exit) {stage - parallel:.2f} s")
+    probe = r["page_cache"]
+    storing = probe["new_s_per_gb"] * r["bytes"] / 1e9
+    print(f"  page cache on this machine ({probe['gb']:.1f} GB probe, CPU s/GB): a new file "
+          f"{probe['new_s_per_gb']:.2f}, the same file rewritten in place {probe['cached_s_per_gb']:.2f}; "
+          f"the {r['bytes'] / 1e9:.2f} GB of PIs in new pages: {storing:.1f} s of CPU, "
+          f"{storing / r['workers']:.1f} s on {r['workers']} workers, so the engine alone plus storing "
+          f"its output is {(engine + storing / r['workers']) / engine:.2f}x the engine alone here")
     print(f"  {r['prepare_line']}")
     print(f"  {r['topology_line']}")
 
