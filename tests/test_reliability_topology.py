@@ -138,10 +138,10 @@ def test_half_written_shards_are_recomputed(tmp_path, prepared, reference, monke
     for split, index in (("train", 9), ("test", 2), ("train", 4)):
         (staging / "done" / f"{split}-{index:06d}").unlink()
     for split, index in (("train", 9), ("test", 2)):
-        shard = split_path(staging, split) / "pis" / "c" / str(index) / "0" / "0" / "0"
+        shard = split_path(staging, split) / "pis" / f"c.{index}.0.0.0"
         shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    (split_path(staging, "train") / "pis" / "c" / "4" / "0" / "0" / "0").unlink()
-    (split_path(staging, "train") / "pis" / "c" / "1" / "0" / "0" / "0.0123abcd.partial").write_bytes(b"junk")
+    (split_path(staging, "train") / "pis" / "c.4.0.0.0").unlink()
+    (split_path(staging, "train") / "pis" / "c.1.0.0.0123abcd.partial").write_bytes(b"junk")  # zarr's name for it
     (staging / "done" / "train-000004.tmp").write_text("0 32\n")  # a marker never renamed
 
     lines = []

@@ -26,6 +26,9 @@ def test_round_trip_with_few_shard_files(tmp_path):
     assert attrs["classes"] == list("abcdefghij")
     shard_files = [p for p in (path / "x").rglob("*") if p.is_file() and p.name != "zarr.json"]
     assert len(shard_files) == 3  # 3000 samples / 1024 per shard, not one file per sample
+    # side by side in the array's folder, where DVC hashes them on parallel threads
+    assert sorted(p.relative_to(path / "x").as_posix() for p in shard_files) == ["c.0.0.0.0", "c.1.0.0.0",
+                                                                                 "c.2.0.0.0"]
     assert zarr.open_array(str(path / "x")).shards[0] == 1024
     assert not (tmp_path / "train.zarr.partial").exists()
 
