@@ -443,12 +443,13 @@ def page_cache_probe(folder: Path, nbytes: int = 1 << 30, block_bytes: int = 64 
     import resource
 
     block = np.ones(block_bytes, np.uint8)   # touched before timing: only the file's pages count
+    blocks = max(1, nbytes // block_bytes)
     path = folder / "page-cache-probe"
 
     def cpu_seconds_to_write(mode: str) -> float:
         before = resource.getrusage(resource.RUSAGE_SELF)
         with open(path, mode) as handle:
-            for _ in range(max(1, nbytes // block_bytes)):
+            for _ in range(blocks):
                 handle.write(block)
         after = resource.getrusage(resource.RUSAGE_SELF)
         return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
@@ -457,7 +458,7 @@ def page_cache_probe(folder: Path, nbytes: int = 1 << 30, block_bytes: int = 64 
         new, cached = cpu_seconds_to_write("wb"), cpu_seconds_to_write("r+b")
     finally:
         path.unlink(missing_ok=True)
-    gb = max(1, nbytes // block_bytes) * block_bytes / 1e9
+    gb = blocks * block_bytes / 1e9
     return {"new_s_per_gb": new / gb, "cached_s_per_gb": cached / gb, "gb": gb}
 
 
