@@ -39,11 +39,11 @@ def _write_and_read(store: Path, values: np.ndarray, codec: str, chunk: int, rep
 def run_topology_codecs(n: int, tar: str | None = None, root: str | None = None, repeat: int = 3) -> dict:
     """Writing and reading one shard of n persistence images with each codec and dtype, against
     the engine's time to compute them (one core)."""
-    from pipeline.params import TopologyParams
+    from pipeline.topology import IMAGE_RECIPE
     from pipeline.topology_job import compute_block
 
     images, source = bench_images(n, tar, root)
-    recipe = TopologyParams().model_dump()["image"]
+    recipe = dict(IMAGE_RECIPE)  # the TGD recipe's 50 x 50 PIs (TopologyParams has no defaults)
     res: dict = {"source": source, "n": n, "rows": []}
     with one_core():
         compute_block(images[:2], "image", "fast", recipe)  # numba's cache and the grid tables
