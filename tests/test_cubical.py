@@ -9,7 +9,7 @@ from typing import get_args
 import numpy as np
 import pytest
 
-from pipeline.bench import DEFAULT_CIFAR_TAR as CIFAR_TAR
+from tests.cifar_fixtures import CIFAR_TAR
 from pipeline.errors import ParamsError
 from pipeline.params import ImageRecipe, validate
 from pipeline.topology import IMAGE_RECIPE
@@ -31,7 +31,7 @@ def pairs(dgm) -> list[tuple[float, float]]:
 def cifar200():
     if not CIFAR_TAR.exists():
         pytest.skip(f"real CIFAR-10 images need {CIFAR_TAR}, which is missing on this machine")
-    from pipeline.bench import load_cifar_test_images
+    from tests.cifar_fixtures import load_cifar_test_images
     return load_cifar_test_images(200, CIFAR_TAR)
 
 

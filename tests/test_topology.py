@@ -8,7 +8,7 @@ import pytest
 from scipy import sparse
 from scipy.stats import norm
 
-from pipeline.bench import DEFAULT_CIFAR_TAR as CIFAR_TAR   # <repo>/../shared/datasets/cifar10-jpeg.tar.gz
+from tests.cifar_fixtures import CIFAR_TAR   # <repo>/../shared/datasets/cifar10-jpeg.tar.gz
 from pipeline.errors import TopologyError
 from pipeline.topology import (ENGINES, Engine, image_sequences, make_grid, persistence_images,
                                signal_persistence_images)
@@ -30,7 +30,7 @@ def pairs(dgm) -> list[tuple[float, float]]:
 def cifar30():
     if not CIFAR_TAR.exists():
         pytest.skip(f"real CIFAR-10 images need {CIFAR_TAR}, which is missing on this machine")
-    from pipeline.bench import load_cifar_test_images
+    from tests.cifar_fixtures import load_cifar_test_images
     return load_cifar_test_images(30, CIFAR_TAR)
 
 
@@ -42,7 +42,7 @@ def cifar30_ripser(cifar30):
 @pytest.fixture(scope="module")
 def digits():
     pytest.importorskip("sklearn")
-    from pipeline.bench import load_digits_images
+    from tests.cifar_fixtures import load_digits_images
     return load_digits_images(40)
 
 
@@ -351,7 +351,7 @@ def test_non_finite_output_is_an_error(monkeypatch):
 
 def test_signal_benchmark_runs_both_engines_on_basicmotions():
     pytest.importorskip("aeon")
-    from pipeline.bench import run_topology_signals
+    from benchmarks.topology_engines import run_topology_signals
 
     result = run_topology_signals(repeat=1)
     assert result["n"] == 80 and result["max_abs_diff"] < 1e-5
