@@ -15,7 +15,6 @@ PREPARED = DATA / "prepared"            # prepare: {train,test}.zarr of raw inpu
 TOPOLOGY = DATA / "topology"            # topology: {train,test}.zarr of persistence images
 TEACHERS = DATA / "teachers"            # teachers: train.zarr of the frozen teachers' outputs
 MODELS = DATA / "models"                # <model>/{last,best}.pt, summary.json
-METHOD_PARAMS = DATA / "method_params"  # <method>.json: the distill keys each method reads
 LIVE = DATA / "live"                    # DVCLive per-epoch logs, one folder per model
 EXPORT = DATA / "export"                # export: <model>/model.onnx, check.json
 METRICS = DATA / "metrics"              # metrics files of the evaluate stage

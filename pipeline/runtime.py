@@ -37,7 +37,7 @@ from pipeline.errors import CheckpointError
 
 if TYPE_CHECKING:
     from pipeline.inputs import Inputs
-    from pipeline.params import TrainParams
+    from pipeline.training.params import TrainParams
 
 
 def select_device(name: str) -> torch.device:

@@ -5,7 +5,7 @@ one B x B map per group of each training batch (``gram`` G = F F^T for sp and tg
 batch correlation map for tpkd; pipeline.distill.teacher_outputs). Teachers are frozen and in
 eval mode, so those outputs depend only on the teachers, the inputs and the batches. The batches
 are fixed by the seed: epoch e draws ``torch.randperm(n, generator=epoch_generator(seed, e))``
-and cuts it into ``batch_size`` slices (pipeline.train.fit). The ``teachers`` stage replays
+and cuts it into ``batch_size`` slices (pipeline.training.batches). The ``teachers`` stage replays
 that order and stores:
 
     order          int32 (epochs, n)                       each epoch's permutation (checked)
@@ -46,11 +46,12 @@ from pipeline.distill import METHODS, TEACHER_INPUTS, freeze
 from pipeline.distill.teacher_outputs import CachedTeachers, batch_maps
 from pipeline.errors import PipelineError
 from pipeline.inputs import Inputs
-from pipeline.params import Params, TrainParams
-from pipeline.runs import STORES, input_identity, load_run_inputs, load_teachers, start  # runs imports us lazily
-from pipeline.runtime import epoch_generator, fingerprint, prepare_inputs, prepare_models
+from pipeline.params import Params
+from pipeline.runtime import fingerprint, prepare_inputs, prepare_models
 from pipeline.store import create_array, create_group, open_split, split_path, write_json
-from pipeline.train import make_batch
+from pipeline.training.batches import epoch_order, make_batch
+from pipeline.training.params import TrainParams
+from pipeline.training.setup import STORES, input_identity, load_run_inputs, load_teachers, start
 
 STORE = "train.zarr"
 MARKER = "done.json"
@@ -115,11 +116,6 @@ def unpack(packed: Tensor, b: int) -> list[Tensor]:
         m[cols, rows] = values
         out.append(m)
     return out
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> Tensor:
-    """The permutation of epoch `epoch` that pipeline.train.fit draws (the same generator)."""
-    return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 
 # ------------------------------------------------------------------------------------ building

@@ -2,7 +2,7 @@
 import argparse
 
 from pipeline.runs import distill
-from pipeline.train import describe
+from pipeline.training.loop import describe
 from stages._cli import report, run, training_params
 
 

@@ -1,6 +1,7 @@
 """Stage `topology_figure`: data/plots/persistence_images.png, the first test sample of each of
 the first classes beside its persistence images, read from data/prepared and data/topology."""
 from pipeline import layout
+from pipeline.params import load_params
 from pipeline.topology_figure import draw_from_stores
 from stages._cli import run
 
@@ -8,6 +9,7 @@ FIGURE = layout.PLOTS / "persistence_images.png"
 
 
 def main() -> None:
+    load_params()  # the whole file, as every stage: a bad key anywhere fails before any work
     print(f"topology_figure: {draw_from_stores(layout.PREPARED, layout.TOPOLOGY, FIGURE)}")
 
 

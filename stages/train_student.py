@@ -1,6 +1,6 @@
 """Stage `train_student`: the student from scratch (baseline and the distilled students' start)."""
 from pipeline.runs import train_student
-from pipeline.train import describe
+from pipeline.training.loop import describe
 from stages._cli import report, run, training_params
 
 

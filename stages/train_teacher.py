@@ -3,7 +3,7 @@ import argparse
 
 from pipeline.distill import TEACHER_INPUTS
 from pipeline.runs import train_teacher
-from pipeline.train import describe
+from pipeline.training.loop import describe
 from stages._cli import report, run, training_params
 
 

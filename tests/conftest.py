@@ -35,9 +35,13 @@ TINY_PARAMS = {
               "batch_size": 32, "schedule": "none", "milestones": [], "lr_decay": 0.2,
               "augment": False, "seed": 0, "device": "cpu", "num_workers": 0, "nproc": 1,
               "threads": 1, "channels_last": True, "amp": False, "compile": False},
-    "distill": {"methods": ["kd", "sp", "tgd", "tpkd"], "lambda": 0.9, "temperature": 4.0,
-                "alpha": 0.7, "gamma": 1000.0, "beta": 200.0, "anneal": True, "teacher_cache": True,
-                "kl_reduction": "batchmean"},
+    "distill": {"methods": ["kd", "sp", "tgd", "tpkd"], "anneal": True, "teacher_cache": True,
+                "kd": {"lambda": 0.9, "temperature": 4.0, "kl_reduction": "batchmean"},
+                "sp": {"lambda": 0.9, "gamma": 1000.0},
+                "tgd": {"lambda": 0.9, "temperature": 4.0, "kl_reduction": "batchmean", "alpha": 0.7,
+                        "gamma": 1000.0},
+                "tpkd": {"lambda": 0.9, "temperature": 4.0, "kl_reduction": "batchmean", "alpha": 0.7,
+                         "beta": 200.0}},
     "evaluate": {"checkpoint": "last", "batch_size": 256, "noise_std": [0.0, 0.2], "ece_bins": 15,
                  "latency_repeats": 2, "latency_batch": 16},
     "export": {"teachers": False, "opset": 17, "max_abs_diff": 0.001, "min_top1_agreement": 100.0,
@@ -46,11 +50,15 @@ TINY_PARAMS = {
 
 
 def tiny_params(**overrides) -> dict:
-    """A fresh copy of TINY_PARAMS with dotted overrides, e.g. tiny_params(**{"train.epochs": 3})."""
+    """A fresh copy of TINY_PARAMS with dotted overrides, e.g. tiny_params(**{"train.epochs": 3})
+    or tiny_params(**{"distill.tgd.alpha": 0.99})."""
     raw = copy.deepcopy(TINY_PARAMS)
     for dotted, value in overrides.items():
-        section, key = dotted.split(".", 1)
-        raw[section][key] = value
+        *path, key = dotted.split(".")
+        node = raw
+        for part in path:
+            node = node[part]
+        node[key] = value
     return raw
 
 

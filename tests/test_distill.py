@@ -11,9 +11,17 @@ from pipeline.distill.losses import (correlation_map, kd_kl, merged_similarity_l
                                      rownorm, similarity_map, similarity_maps, sp_loss)
 from pipeline.errors import ParamsError
 from pipeline.models import build_model
+from pipeline.schema import fields_of
 
 CFG = {"methods": ["kd", "sp", "tgd", "tpkd"], "lambda": 0.9, "temperature": 4.0, "alpha": 0.7,
        "gamma": 1000.0, "beta": 200.0, "anneal": True, "kl_reduction": "batchmean"}
+
+
+def build(name, student, teachers, cfg, **kwargs):
+    """build_method with the method's block `distill.<name>` cut from a flat dict of keys."""
+    model = METHODS[name].params_model if name in METHODS else None
+    block = None if model is None else {k: cfg[k] for k in fields_of(model) if k in cfg}
+    return build_method(name, student, teachers, block, **kwargs)
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +147,7 @@ def test_tgd_total_equals_hand_computed_parts():
     student = Stub(torch.tensor(zs), [fs] * 3)
     t1, t2 = Stub(torch.tensor(z1), [f1] * 3), Stub(torch.tensor(z2), [f2] * 3)
     cfg = dict(CFG, alpha=0.5, temperature=2.0)
-    method = build_method("tgd", student, {"image": t1, "topology": t2}, cfg)
+    method = build("tgd", student, {"image": t1, "topology": t2}, cfg)
     batch = {"x": torch.zeros(2, 1), "pi": torch.zeros(2, 1), "y": torch.tensor(y)}
     logits, losses = method(batch)
     lam, T, a, g = 0.9, 2.0, 0.5, 1000.0
@@ -153,7 +161,7 @@ def test_tgd_total_equals_hand_computed_parts():
     assert sum(losses.values()).item() == pytest.approx(ce + kd + sim, rel=1e-5)
     torch.testing.assert_close(logits, torch.tensor(zs))
     # kl_reduction "mean" divides the KL by the number of classes
-    _, m_losses = build_method("tgd", student, {"image": t1, "topology": t2},
+    _, m_losses = build("tgd", student, {"image": t1, "topology": t2},
                                dict(cfg, kl_reduction="mean"))(batch)
     assert m_losses["kd"].item() == pytest.approx(kd / 3, rel=1e-5)
 
@@ -164,7 +172,7 @@ def test_tpkd_total_equals_parts():
     f1 = [torch.randn(4, 6, 2, 2) for _ in range(3)]
     f2 = [torch.randn(4, 6, 3, 3) for _ in range(3)]
     y = torch.tensor([0, 1, 2, 3])
-    method = build_method("tpkd", Stub(zs, fs), {"image": Stub(z1, f1), "topology": Stub(z2, f2)}, CFG)
+    method = build("tpkd", Stub(zs, fs), {"image": Stub(z1, f1), "topology": Stub(z2, f2)}, CFG)
     _, losses = method({"x": torch.zeros(4, 1), "pi": torch.zeros(4, 1), "y": y})
     lam, T, a = 0.9, 4.0, 0.7
     kd = lam * T * T * (a * kd_kl(zs, z1, T) + (1 - a) * kd_kl(zs, z2, T))
@@ -190,9 +198,9 @@ def test_tgd_with_alpha_one_is_kd_plus_sp():
     student, teachers = _nets()
     batch = _batch()
     cfg = dict(CFG, alpha=1.0)
-    _, tgd = build_method("tgd", student, teachers, cfg)(batch)
-    _, kd = build_method("kd", student, teachers, cfg)(batch)
-    _, sp = build_method("sp", student, teachers, cfg)(batch)
+    _, tgd = build("tgd", student, teachers, cfg)(batch)
+    _, kd = build("kd", student, teachers, cfg)(batch)
+    _, sp = build("sp", student, teachers, cfg)(batch)
     for key, ref in (("ce", kd["ce"]), ("kd", kd["kd"]), ("sim", sp["sim"])):
         assert tgd[key].item() == pytest.approx(ref.item(), rel=1e-5)
 
@@ -201,7 +209,7 @@ def test_tgd_with_alpha_one_is_kd_plus_sp():
 @pytest.mark.parametrize("name", ["kd", "sp", "tgd", "tpkd"])
 def test_teachers_stay_frozen(name):
     student, teachers = _nets()
-    method = build_method(name, student, teachers, CFG)
+    method = build(name, student, teachers, CFG)
     teachers = dict(method.teachers)                 # the ones this method uses
     assert set(teachers) == ({"image"} if name in ("kd", "sp") else {"image", "topology"})
     before = {k: {n: p.clone() for n, p in t.state_dict().items()} for k, t in teachers.items()}
@@ -228,7 +236,7 @@ def test_teachers_stay_frozen(name):
 @pytest.mark.parametrize("name", ["kd", "sp", "tgd", "tpkd"])
 def test_distillation_steps_lower_the_loss(name):
     student, teachers = _nets()
-    method = build_method(name, student, teachers, CFG).train()
+    method = build(name, student, teachers, CFG).train()
     batch = _batch()
     opt = torch.optim.Adam(method.student_parameters(), lr=1e-2)
     first = None
@@ -245,33 +253,33 @@ def test_distillation_steps_lower_the_loss(name):
 
 
 def test_scratch_method_and_input_key():
-    method = build_method("scratch", build_model("wrn10_1", 3, 5), {}, {})
+    method = build("scratch", build_model("wrn10_1", 3, 5), {}, {})
     assert method.inputs == ("x",) and set(method(_batch())[1]) == {"ce"}
     model = build_model("wrn10_1", 2, 5)
-    pi_method = build_method("scratch", model, {}, CFG, input_key="pi")
+    pi_method = build("scratch", model, {}, CFG, input_key="pi")
     assert pi_method.inputs == ("pi",)
     logits, losses = pi_method(_batch())
     assert logits.shape == (8, 5) and losses["ce"].requires_grad
     with pytest.raises(ParamsError, match="input_key"):
-        build_method("scratch", model, {}, {}, input_key="y")
+        build("scratch", model, {}, {}, input_key="y")
 
 
 def test_methods_declare_their_inputs_and_read_only_those():
     student, teachers = _nets()
-    inputs = {n: build_method(n, student, teachers, CFG).inputs for n in ["kd", "sp", "tgd", "tpkd"]}
+    inputs = {n: build(n, student, teachers, CFG).inputs for n in ["kd", "sp", "tgd", "tpkd"]}
     assert inputs == {"kd": ("x",), "sp": ("x",), "tgd": ("x", "pi"), "tpkd": ("x", "pi")}
     batch = _batch()
     for name, keys in inputs.items():  # a batch with only the declared inputs is enough
-        build_method(name, student, teachers, CFG)({k: batch[k] for k in (*keys, "y")})
+        build(name, student, teachers, CFG)({k: batch[k] for k in (*keys, "y")})
     with pytest.raises(KeyError, match="'pi'"):
-        build_method("tgd", student, teachers, CFG)({"x": batch["x"], "y": batch["y"]})
+        build("tgd", student, teachers, CFG)({"x": batch["x"], "y": batch["y"]})
 
 
 def test_methods_read_only_their_declared_params():
     """Each method's validated params hold exactly the keys it declares (what its DVC stage
     depends on): kd and sp never see alpha, tgd and tpkd do."""
     student, teachers = _nets()
-    read = {n: set(build_method(n, student, teachers, CFG).hparams.model_dump(by_alias=True))
+    read = {n: set(build(n, student, teachers, CFG).hparams.model_dump(by_alias=True))
             for n in ["kd", "sp", "tgd", "tpkd"]}
     assert read == {"kd": {"lambda", "temperature", "kl_reduction"}, "sp": {"lambda", "gamma"},
                     "tgd": {"lambda", "temperature", "kl_reduction", "alpha", "gamma"},
@@ -280,7 +288,7 @@ def test_methods_read_only_their_declared_params():
 
 def test_diagnostics_are_reported_apart_from_the_losses():
     student, teachers = _nets()
-    method = build_method("kd", student, teachers, CFG)
+    method = build("kd", student, teachers, CFG)
     method.diagnose("teacher_share", torch.tensor(0.25))
     assert method.pop_diagnostics() == {"teacher_share": 0.25}
     assert method.pop_diagnostics() == {}
@@ -291,28 +299,28 @@ def test_registry_builds_every_method_by_name():
     assert {"scratch", "kd", "sp", "tgd", "tpkd"} <= set(METHODS)
     student, teachers = _nets()
     for name in METHODS:
-        method = build_method(name, student, teachers, CFG)
+        method = build(name, student, teachers, CFG)
         assert isinstance(method, Method) and method.name == name
 
 
 def test_unknown_method_raises_params_error_naming_it():
     student, teachers = _nets()
     with pytest.raises(ParamsError, match="'fitnet'") as err:
-        build_method("fitnet", student, teachers, CFG)
+        build("fitnet", student, teachers, CFG)
     assert "tgd" in str(err.value)
 
 
 def test_missing_teacher_or_param_raises_params_error():
     student, teachers = _nets()
     with pytest.raises(ParamsError, match="topology"):
-        build_method("tgd", student, {"image": teachers["image"]}, CFG)
+        build("tgd", student, {"image": teachers["image"]}, CFG)
     cfg = dict(CFG)
     del cfg["gamma"]
-    with pytest.raises(ParamsError, match=r"missing key distill\.gamma"):
-        build_method("sp", student, teachers, cfg)
-    with pytest.raises(ParamsError, match=r"distill\.alpha=1\.5"):
-        build_method("tgd", student, teachers, dict(CFG, alpha=1.5))
+    with pytest.raises(ParamsError, match=r"missing key distill\.sp\.gamma"):
+        build("sp", student, teachers, cfg)
+    with pytest.raises(ParamsError, match=r"distill\.tgd\.alpha=1\.5"):
+        build("tgd", student, teachers, dict(CFG, alpha=1.5))
     with pytest.raises(ParamsError, match="kl_reduction"):
-        build_method("kd", student, teachers, dict(CFG, kl_reduction="sum"))
-    with pytest.raises(ParamsError, match=r"distill\.temperature=inf"):
-        build_method("kd", student, teachers, dict(CFG, temperature=float("inf")))
+        build("kd", student, teachers, dict(CFG, kl_reduction="sum"))
+    with pytest.raises(ParamsError, match=r"distill\.kd\.temperature=inf"):
+        build("kd", student, teachers, dict(CFG, temperature=float("inf")))

@@ -9,8 +9,8 @@ from pipeline.distill import build_method
 from pipeline.distill.diagnostics import map_share
 from pipeline.distill.losses import correlation_map
 
-CFG = {"lambda": 0.9, "temperature": 4.0, "alpha": 0.5, "gamma": 1000.0, "beta": 200.0,
-       "kl_reduction": "batchmean"}
+TGD = {"lambda": 0.9, "temperature": 4.0, "kl_reduction": "batchmean", "alpha": 0.7, "gamma": 1000.0}
+TPKD = {"lambda": 0.9, "temperature": 4.0, "kl_reduction": "batchmean", "alpha": 0.7, "beta": 200.0}
 
 
 class Stub(nn.Module):
@@ -39,7 +39,7 @@ def _batch():
 @pytest.mark.parametrize("alpha", [0.5, 0.9])
 def test_tgd_share_by_hand(alpha):
     student = Stub([torch.tensor([[1.0, 0.0], [0.0, 1.0]])] * 3)
-    method = build_method("tgd", student, _teachers(), dict(CFG, alpha=alpha))
+    method = build_method("tgd", student, _teachers(), dict(TGD, alpha=alpha))
     _, losses = method(_batch())
     assert set(losses) == {"ce", "kd", "sim"}  # a diagnostic, not a loss
     # merged = alpha G1 + (1 - alpha) G2 = [[2a + 4(1-a), 2a], [2a, 2a]]; part = [[4(1-a), 0], [0, 0]]
@@ -58,7 +58,7 @@ def test_tpkd_share_uses_the_correlation_maps():
     torch.manual_seed(0)
     f1, f2 = torch.randn(5, 4), torch.randn(5, 6)
     teachers = {"image": Stub([f1] * 3), "topology": Stub([f2] * 3)}
-    method = build_method("tpkd", Stub([torch.randn(5, 3)] * 3), teachers, dict(CFG, alpha=0.7))
+    method = build_method("tpkd", Stub([torch.randn(5, 3)] * 3), teachers, dict(TPKD, alpha=0.7))
     method({"x": torch.zeros(5, 1), "pi": torch.zeros(5, 1), "y": torch.arange(5) % 3})
     c1, c2 = correlation_map(f1), correlation_map(f2)
     expected = (0.3 * c2).norm() / (0.7 * c1 + 0.3 * c2).norm()

@@ -9,8 +9,8 @@ import yaml
 
 from conftest import REPO, TINY_PARAMS, tiny_params
 from pipeline.errors import ParamsError
-from pipeline.params import (apply_overrides, flatten, load_params, main, preset_flags, schema,
-                             section, validate)
+from pipeline.params import load_params, schema, section, validate
+from pipeline.presets import apply_overrides, flatten, main, preset_flags
 
 
 def _set(raw: dict, path: tuple, value) -> dict:
@@ -32,7 +32,7 @@ def _error(raw: dict) -> str:
 def test_tests_params_are_complete_and_valid():
     params = validate(tiny_params())
     assert params.data.name == "digits" and params.train.epochs == 2
-    assert section(params, "distill")["lambda"] == 0.9  # params.yaml's own key name survives
+    assert section(params, "distill")["tgd"]["lambda"] == 0.9  # params.yaml's own key name survives
     assert params.topology.image.resolution == 50 and params.topology.signal.resolution == 64
 
 
@@ -58,7 +58,12 @@ def test_repository_params_have_every_key_of_the_schema():
     (("topology", "image", "resolutoin"), 50, ["topology.image.resolutoin", "unknown key", "resolution"]),
     (("train", "epochs"), -1, ["train.epochs", "-1", "greater than 0"]),
     (("topology", "image", "resolution"), 0, ["topology.image.resolution", "greater than 0"]),
-    (("distill", "alpha"), 1.5, ["distill.alpha", "1.5", "less than or equal to 1"]),
+    (("distill", "tgd", "alpha"), 1.5, ["distill.tgd.alpha", "1.5", "less than or equal to 1"]),
+    (("distill", "sp", "alpha"), 0.5, ["distill.sp.alpha", "unknown key", "gamma", "lambda"]),
+    (("distill", "tdg"), {"alpha": 0.5}, ["distill.tdg", "unknown key", "tgd", "tpkd"]),
+    (("train", "seed"), -1, ["train.seed=-1", "greater than or equal to 0"]),
+    (("train", "seed"), 2**70, ["train.seed", "less than or equal to 4294967295"]),
+    (("data", "root"), "", ["data.root=''", "empty string"]),
     (("train", "lr"), "fast", ["train.lr", "'fast'"]),
     (("train", "optimizer"), "adamw", ["train.optimizer", "adam", "sgd"]),
     (("data", "name"), "mnist", ["data.name", "mnist", "digits", "cifar10"]),
@@ -77,8 +82,8 @@ def test_bad_values_fail_with_one_line_naming_the_key(path, value, words):
         assert word in message, (word, message)
 
 
-@pytest.mark.parametrize("path", [("train", "lr"), ("topology", "image", "sigma"), ("distill", "gamma"),
-                                  ("distill", "alpha"), ("data", "test_fraction")])
+@pytest.mark.parametrize("path", [("train", "lr"), ("topology", "image", "sigma"), ("distill", "sp", "gamma"),
+                                  ("distill", "tgd", "alpha"), ("data", "test_fraction")])
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
 def test_non_finite_numbers_fail_naming_the_key(path, value):
     message = _error(_set(tiny_params(), path, value))
@@ -94,7 +99,8 @@ def test_non_finite_inside_lists_fails_naming_the_key():
     (("train", "epochs"), ["missing key train.epochs"]),
     (("data", "name"), ["missing key data.name"]),
     (("topology", "image", "sigma"), ["missing key topology.image.sigma"]),
-    (("distill", "alpha"), ["missing key distill.alpha"]),
+    (("distill", "tgd", "alpha"), ["missing key distill.tgd.alpha"]),
+    (("distill", "tgd"), ["missing section distill.tgd"]),
     (("train",), ["missing section train"]),
     (("topology", "signal"), ["missing section topology.signal"]),
 ])
@@ -117,8 +123,24 @@ def test_unknown_section_is_named():
 
 
 def test_distill_schema_is_gathered_from_the_methods():
-    fields = {f.alias or n for n, f in schema().model_fields["distill"].annotation.model_fields.items()}
-    assert fields == {"methods", "anneal", "teacher_cache", "lambda", "temperature", "kl_reduction", "alpha", "gamma", "beta"}
+    distill = schema().model_fields["distill"].annotation
+    assert set(distill.model_fields) == {"methods", "anneal", "teacher_cache", "kd", "sp", "tgd", "tpkd"}
+    tgd = validate(tiny_params()).distill.tgd
+    assert set(tgd.model_dump(by_alias=True)) == {"lambda", "temperature", "kl_reduction", "alpha", "gamma"}
+
+
+def test_a_block_may_be_left_out_for_a_method_that_does_not_run():
+    raw = tiny_params(**{"distill.methods": ["kd"]})
+    for name in ("sp", "tgd", "tpkd"):
+        del raw["distill"][name]
+    assert validate(raw).distill.tgd is None
+    raw["distill"]["tgd"] = {"alpha": 0.5}  # given, it is validated whole
+    assert "missing key distill.tgd.lambda" in _error(raw)
+
+
+def test_long_values_are_cut_in_messages():
+    message = _error(_set(tiny_params(), ("evaluate", "noise_std"), [-1.0] * 1000))
+    assert "evaluate.noise_std" in message and len(message) < 800
 
 
 def test_milestones_must_lie_inside_the_run():
@@ -149,7 +171,7 @@ def test_paper_preset_is_overrides_only_and_applies_on_top(tmp_path, capsys):
     assert merged.train.lr == 0.0005 and merged.data.limit_train == 120  # the rest: params'
     base = tmp_path / "params.yaml"
     base.write_text(yaml.safe_dump(tiny_params()))
-    main(["preset", str(REPO / "presets" / "paper-cifar10.yaml"), "--params", str(base)])
+    main([str(REPO / "presets" / "paper-cifar10.yaml"), "--params", str(base)])
     flags = capsys.readouterr().out.split()
     assert flags[:2] == ["-S", "data.name=cifar10"] and "train.epochs=20" in flags
     assert len(flags) == 2 * len(flatten(preset))

@@ -1,13 +1,12 @@
 """presets/balanced-teachers.yaml: overrides of real keys, the command in its header applies
 exactly them, and the weights docs/methods.md gives for it follow from the loss."""
-import re
-
 import pytest
 import torch
 import yaml
 
 from pipeline.distill.losses import kd_kl
 from pipeline.params import validate
+from pipeline.presets import apply_overrides, preset_flags
 from tests.conftest import REPO
 
 PRESET = REPO / "presets" / "balanced-teachers.yaml"
@@ -23,18 +22,21 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 def test_overrides_only_real_keys_and_the_merge_validates():
     overrides = yaml.safe_load(PRESET.read_text())
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert _flat(overrides) == {"distill.alpha": 0.7, "distill.kl_reduction": "batchmean"}
+    assert _flat(overrides) == {"distill.kd.kl_reduction": "batchmean", "distill.tgd.alpha": 0.7,
+                                "distill.tgd.kl_reduction": "batchmean", "distill.tpkd.alpha": 0.7,
+                                "distill.tpkd.kl_reduction": "batchmean"}
     assert set(_flat(overrides)) <= set(_flat(params))
-    for section, values in overrides.items():
-        params[section].update(values)
-    merged = validate(params, str(PRESET))
-    assert merged.distill.alpha == 0.7
+    merged = validate(apply_overrides(params, overrides), str(PRESET))
+    assert merged.distill.tgd.alpha == merged.distill.tpkd.alpha == 0.7
+    assert merged.distill.kd.kl_reduction == merged.distill.tgd.kl_reduction == "batchmean"
 
 
-def test_header_command_sets_exactly_the_overrides():
+def test_header_command_applies_the_preset_through_the_printer():
     header = PRESET.read_text()
     command = next(line for line in header.splitlines() if "dvc exp run" in line)
-    sets = dict(pair.split("=", 1) for pair in re.findall(r"-S (\S+)", command))
+    assert "$(python -m pipeline.presets presets/balanced-teachers.yaml)" in command
+    flags = preset_flags(PRESET, REPO / "params.yaml")
+    sets = dict(flag.split("=", 1) for flag in flags[1::2])
     assert {k: yaml.safe_load(v) for k, v in sets.items()} == _flat(yaml.safe_load(header))
 
 

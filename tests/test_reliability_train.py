@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from conftest import kill_group_when, subprocess_env, tiny_params
-from pipeline import train
+from pipeline.training import loop as train
 from pipeline.checkpoint import load_model, read_checkpoint, save_checkpoint
 from pipeline.models import build_model
 from pipeline.params import section, validate
@@ -120,12 +120,12 @@ def test_sigkill_then_rerun_resumes_with_same_weights(tmp_path, prepared, monkey
     ws = _enter(tmp_path / "killed", prepared, monkeypatch, **overrides)
     # The real stage, each resume-file save followed by a pause long enough to be killed in.
     code = ("import runpy, time\n"
-            "import pipeline.train as train\n"
-            "save = train.atomic_save\n"
+            "import pipeline.training.resume as resume\n"
+            "save = resume.atomic_save\n"
             "def slow(payload, path):\n"
             "    save(payload, path)\n"
             "    time.sleep(30)\n"
-            "train.atomic_save = slow\n"
+            "resume.atomic_save = slow\n"
             "runpy.run_module('stages.train_student', run_name='__main__', alter_sys=True)\n")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ws, env=subprocess_env(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)

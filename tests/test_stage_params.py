@@ -1,36 +1,55 @@
-"""Each distill@<method> stage depends on the distill keys its method reads and on no other:
-checked on dvc.yaml itself and on the files the method_params stage writes."""
-import json
+"""Each stage re-runs for the params it reads and for nothing else, read from dvc.yaml through
+DVC's own index (what `dvc repro` and `dvc exp run -S` use): a method's key reaches its
+distill@<method> stage and what follows it, never another method's stage."""
+import networkx as nx
+import pytest
+from dvc.dependency.param import ParamsDependency
+from dvc.repo import Repo
 
-import yaml
-
-from conftest import REPO, tiny_params
-from pipeline.params import validate
-from pipeline.runs import write_method_params
-
-
-def _methods_files(root, **distill) -> dict:
-    raw = tiny_params()
-    raw["distill"].update(distill)
-    write_method_params(validate(raw))
-    return {m: (root / f"data/method_params/{m}.json").read_bytes() for m in raw["distill"]["methods"]}
+from conftest import REPO
 
 
-def test_alpha_changes_tgd_and_tpkd_files_only(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    before = _methods_files(tmp_path)
-    after = _methods_files(tmp_path, alpha=0.5)
-    changed = sorted(m for m in before if before[m] != after[m])
-    assert changed == ["tgd", "tpkd"]
-    assert json.loads(after["tgd"])["alpha"] == 0.5
-    beta = _methods_files(tmp_path, alpha=0.5, beta=700.0)
-    assert sorted(m for m in after if after[m] != beta[m]) == ["tpkd"]
+@pytest.fixture(scope="module")
+def index():
+    repo = Repo(str(REPO))
+    try:
+        yield repo.index
+    finally:
+        repo.close()
 
 
-def test_dvc_yaml_wires_each_method_to_its_own_file():
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    distill = stages["distill"]["do"]
-    assert "data/method_params/${item}.json" in distill["deps"]
-    assert [p for p in distill["params"] if str(p).startswith("distill")] == ["distill.anneal", "distill.teacher_cache"]
-    assert stages["method_params"]["params"] == ["distill"]
-    assert stages["method_params"]["outs"] == ["data/method_params"]
+def _reads(stage, key: str) -> bool:
+    """Whether `stage` lists `key` or a section above it among its params."""
+    listed = [p for d in stage.deps if isinstance(d, ParamsDependency) for p in (d.params or [])]
+    return any(key == p or key.startswith(p + ".") for p in listed)
+
+
+def rerun_by(index, key: str) -> set[str]:
+    """The stages a change of params key `key` re-runs: those reading it and all downstream."""
+    direct = [s for s in index.stages if _reads(s, key)]
+    downstream = set(direct)
+    for stage in direct:
+        downstream |= nx.ancestors(index.graph, stage)  # the graph's edges point to dependencies
+    return {s.addressing for s in downstream}
+
+
+@pytest.mark.parametrize("key, expected", [
+    ("distill.tgd.alpha", {"distill@tgd", "export", "evaluate"}),
+    ("distill.tpkd.beta", {"distill@tpkd", "export", "evaluate"}),
+    ("distill.kd.kl_reduction", {"distill@kd", "export", "evaluate"}),
+    ("distill.sp.gamma", {"distill@sp", "export", "evaluate"}),
+])
+def test_a_methods_key_reruns_its_stage_and_what_follows(index, key, expected):
+    assert rerun_by(index, key) == expected
+
+
+def test_a_topology_key_never_reruns_teacher_1_or_the_scratch_student(index):
+    stages = rerun_by(index, "topology.image.threshold")
+    assert {"topology", "train_teacher@topology", "teachers", "distill@tgd"} <= stages
+    assert not stages & {"prepare", "train_teacher@image", "train_student"}
+
+
+def test_a_training_key_never_reruns_the_data_stages(index):
+    stages = rerun_by(index, "train.lr")
+    assert {"train_teacher@image", "train_student", "distill@kd"} <= stages
+    assert not stages & {"source", "prepare", "topology", "topology_figure"}

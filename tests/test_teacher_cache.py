@@ -19,7 +19,7 @@ from pipeline.runs import distill, train_student, train_teacher
 from pipeline.store import tree_digest
 from pipeline.teacher_cache import (STORE, TeacherCacheError, cache_needs, cache_teachers, epoch_order,
                                     feed_for, pack, triangle_size, unpack)
-from pipeline.topology_job import compute_topology
+from pipeline.topology_stage import compute_topology
 
 CACHE = Path("data/teachers")
 
@@ -127,8 +127,9 @@ def test_falls_back_to_the_teachers_where_not_exact(dag, monkeypatch, capsys, ov
 
 def test_distill_weights_read_the_same_cache(dag, monkeypatch, capsys):
     monkeypatch.chdir(dag)
-    params = validate(tiny_params(**{"distill.alpha": 0.2, "distill.gamma": 5.0, "distill.lambda": 0.5,
-                                     "distill.temperature": 2.0, "distill.kl_reduction": "mean"}))
+    params = validate(tiny_params(**{"distill.tpkd.alpha": 0.2, "distill.tpkd.beta": 5.0,
+                                     "distill.tpkd.lambda": 0.5, "distill.tpkd.temperature": 2.0,
+                                     "distill.tpkd.kl_reduction": "mean"}))
     assert feed_for("tpkd", params, torch.device("cpu")) is not None
 
 

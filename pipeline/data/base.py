@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError, ParamsError
+from pipeline.registry import Registry
 
 MODALITIES = ("image", "signal")
 
@@ -41,7 +42,7 @@ class Dataset:
 
 
 Loader = Callable[[dict], Dataset]
-DATASETS: dict[str, Loader] = {}
+DATASETS = Registry("data set")  # name -> loader
 MODALITY: dict[str, str] = {}
 
 
@@ -51,9 +52,7 @@ def register(name: str, *, modality: str) -> Callable[[Loader], Loader]:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
 
     def deco(fn: Loader) -> Loader:
-        if name in DATASETS:
-            raise ValueError(f"data set {name!r} registered twice")
-        DATASETS[name] = fn
+        DATASETS.register(name)(fn)
         MODALITY[name] = modality
         return fn
 

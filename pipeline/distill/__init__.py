@@ -1,17 +1,13 @@
-"""Distillation methods found by name: ``build_method(name, student, teachers, distill)``.
+"""Distillation methods found by name: ``build_method(name, student, teachers, block)``.
 
 ``method(batch) -> (student_logits, {"ce": ..., "kd": ..., "sim"/"orth": ...})``; each value is
-already weighted, the trainer sums them. Every module of this package is imported here, so a
-new method is one new module with a ``@register("name")`` class (its hyperparameters declared as
-``params_model``) plus its keys in params.yaml: see docs/ARCHITECTURE.md. Losses: docs/methods.md.
+already weighted, the trainer sums them. A method is one file in ``pipeline/distill/methods/``
+(a ``@register("name")`` class declaring its hyperparameters as ``params_model``) plus its block
+``distill.<name>`` in params.yaml: see docs/ARCHITECTURE.md. Losses: docs/methods.md.
+Importing this package loads no torch (pipeline.lazy).
 """
 
-import importlib
-import pkgutil
+from .base import METHODS, TEACHER_INPUTS, Method, build_method, freeze, method_hparams, register
+from . import methods  # noqa: E402,F401  registers every method  isort: skip
 
-from .base import METHODS, TEACHER_INPUTS, Method, build_method, freeze, method_params, register
-
-for _module in pkgutil.iter_modules(__path__):  # registration side effects, every method module
-    importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = ["METHODS", "TEACHER_INPUTS", "Method", "build_method", "freeze", "method_params", "register"]
+__all__ = ["METHODS", "TEACHER_INPUTS", "Method", "build_method", "freeze", "method_hparams", "register"]

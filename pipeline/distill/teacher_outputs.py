@@ -48,6 +48,14 @@ class CachedTeachers:
                   for k, kinds in self.maps.items()})
 
 
+@torch.no_grad()
+def run_teacher(teacher: torch.nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """A frozen teacher's (logits, group outputs) on `x`: eval mode, no gradients."""
+    if teacher.training:
+        teacher.eval()
+    return teacher(x)
+
+
 def teacher_outputs(method, batch: Mapping[str, Any], key: str,
                     kind: str | None = None) -> tuple[Tensor, list[Tensor] | None]:
     """Teacher `key`'s logits and, when `kind` is "gram" or "corr", its per-group maps of this

@@ -9,7 +9,7 @@ below ``min_max`` is stored as zeros, any other is divided by its max when ``nor
 Signals: the sequence recipe on each channel's values.
 
 Engines (``ENGINES``): ``ripser`` (the reference: ripser or gudhi, + persim) and ``fast`` (numba,
-the same output to ~1e-10). Recipes are validated by the params schema (``pipeline.params``), the
+the same output to ~1e-10). Recipes are validated by the params schema (``pipeline.topology.params``), the
 one copy of each rule. The math only: the topology stage (pipeline.topology_job) runs it on shards.
 """
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from pipeline.errors import ParamsError, TopologyError
+from pipeline.schema import validate_section
 from pipeline.topology.filtrations import FILTRATIONS, channel_labels, image_sequences
 from pipeline.topology.grid import Grid, clean, make_grid
+from pipeline.topology.params import ImageRecipe, SignalRecipe
 
 __all__ = ["ENGINES", "Engine", "get_engine", "FILTRATIONS", "IMAGE_RECIPE", "SIGNAL_RECIPE", "persistence_images", "signal_persistence_images",
            "channel_labels", "image_sequences", "signal_sequences", "Grid",
@@ -54,8 +56,6 @@ def __getattr__(name: str):
 def _validated(modality: str, recipe: Mapping[str, Any], caller: str) -> dict[str, Any]:
     """The recipe checked by the params schema (topology.<modality>), missing keys taken from
     the published recipe."""
-    from pipeline.params import ImageRecipe, SignalRecipe, validate_section
-
     model, defaults = (ImageRecipe, IMAGE_RECIPE) if modality == "image" else (SignalRecipe, SIGNAL_RECIPE)
     try:
         recipe = validate_section(model, {**defaults, **recipe}, caller, ("topology", modality))

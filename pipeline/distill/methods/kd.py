@@ -1,15 +1,17 @@
 """kd: Hinton et al. 2015 from teacher 1 (raw input) alone.
 
 L = (1 - lambda) CE(zs, y) + lambda T^2 KL(softmax(z1/T) || softmax(zs/T))
-"""
 
+params.yaml: ``distill.kd: {lambda, temperature, kl_reduction}``.
+"""
 from __future__ import annotations
 
-from .base import LogitKDMixin, LogitParams, Method, register
+from pipeline.distill.base import LogitKD, register
+from pipeline.distill.hparams import LogitParams
 
 
 @register("kd")
-class KD(LogitKDMixin, Method):
+class KD(LogitKD):
     teacher_keys = ("image",)
     inputs = ("x",)
     params_model = LogitParams

@@ -1,18 +1,18 @@
-"""scratch: plain cross-entropy on the student (teachers and the scratch student use it too)."""
-
+"""scratch: plain cross-entropy on the student (teachers and the scratch student use it too).
+It reads no `distill` block."""
 from __future__ import annotations
 
-import torch.nn.functional as F
-
+from pipeline.distill.base import TEACHER_INPUTS, Method, register
 from pipeline.errors import ParamsError
+from pipeline.lazy import lazy_import
 
-from .base import TEACHER_INPUTS, Method, register
+losses = lazy_import("pipeline.distill.losses")
 
 
 @register("scratch")
 class Scratch(Method):
     """L = CE(model(batch[input_key]), y). ``input_key`` "x" (raw input) or "pi" (persistence
-    images, for training teacher 2). Needs no teachers and no ``distill`` params."""
+    images, for training teacher 2). Needs no teachers."""
 
     def __init__(self, student, teachers, hparams, input_key: str = "x"):
         if input_key not in TEACHER_INPUTS.values():
@@ -22,4 +22,4 @@ class Scratch(Method):
 
     def forward(self, batch):
         logits, _ = self.student(self.batch_item(batch, self.inputs[0]))
-        return logits, {"ce": F.cross_entropy(logits, self.batch_item(batch, "y"))}
+        return logits, {"ce": losses.cross_entropy(logits, self.batch_item(batch, "y"))}

@@ -4,12 +4,16 @@ L = (1 - lambda) CE(zs, y) + gamma * sum_{3 groups} mean((rownorm(Gs) - rownorm(
 
 (Tung & Mori weight CE by 1; here CE keeps TGD's (1 - lambda) so that sp is exactly TGD's
 feature term with alpha = 1 and no logit term: see docs/methods.md.)
-"""
 
+params.yaml: ``distill.sp: {lambda, gamma}``.
+"""
 from __future__ import annotations
 
-from .base import CEParams, LogitKDMixin, Method, NonNegative, register
-from .losses import similarity_maps, sp_loss
+from pipeline.distill.base import LogitKD, register
+from pipeline.distill.hparams import CEParams, NonNegative
+from pipeline.lazy import lazy_import
+
+losses = lazy_import("pipeline.distill.losses")
 
 
 class SPParams(CEParams):
@@ -17,7 +21,7 @@ class SPParams(CEParams):
 
 
 @register("sp")
-class SP(LogitKDMixin, Method):
+class SP(LogitKD):
     teacher_keys = ("image",)
     inputs = ("x",)
     params_model = SPParams
@@ -27,5 +31,5 @@ class SP(LogitKDMixin, Method):
         x, y = self.batch_item(batch, "x"), self.batch_item(batch, "y")
         zs, fs = self.student(x)
         _, g1 = self.teacher_outputs("image", batch, "gram")
-        sim = sp_loss(similarity_maps(fs), g1)
+        sim = losses.sp_loss(losses.similarity_maps(fs), g1)
         return zs, {"ce": self.ce(zs, y), "sim": self.hparams.gamma * sim}

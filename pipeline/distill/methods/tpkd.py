@@ -8,13 +8,17 @@ L_orth = sum_{3 groups} mean((rownorm(Cs) - rownorm(alpha C1 + (1 - alpha) C2))^
 with C the batch correlation map (cosine similarity of batch-centred features, see
 losses.correlation_map). The exact L_orth of the paper could not be read; this parameter-free form
 and its reasons are in docs/methods.md.
-"""
 
+params.yaml: ``distill.tpkd: {lambda, temperature, kl_reduction, alpha, beta}``.
+"""
 from __future__ import annotations
 
-from .base import NonNegative, register
-from .losses import correlation_map, sp_loss
-from .tgd import TwoTeacherMethod, TwoTeacherParams
+from pipeline.distill.base import register
+from pipeline.distill.hparams import NonNegative, TwoTeacherParams
+from pipeline.distill.two_teachers import TwoTeacherMethod
+from pipeline.lazy import lazy_import
+
+losses = lazy_import("pipeline.distill.losses")
 
 
 class TPKDParams(TwoTeacherParams):
@@ -29,5 +33,5 @@ class TPKD(TwoTeacherMethod):
 
     def forward(self, batch):
         zs, fs, merged, ce, kd = self.run_all(batch)
-        orth = sp_loss([correlation_map(f) for f in fs], merged)  # = losses.orth_loss
+        orth = losses.sp_loss([losses.correlation_map(f) for f in fs], merged)  # = losses.orth_loss
         return zs, {"ce": ce, "kd": kd, "orth": self.hparams.beta * orth}

@@ -21,25 +21,23 @@ world-size-1 case of the data-parallel step, and only rank 0 writes files.
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from pipeline import distributed
-from pipeline.checkpoint import atomic_save, save_checkpoint, state_digest
-from pipeline.errors import CheckpointError, PipelineError
-from pipeline.inputs import Inputs, to_unit
-from pipeline.params import TrainParams
-from pipeline.runtime import epoch_generator, fingerprint, seed_epoch
+from pipeline.checkpoint import save_checkpoint
+from pipeline.distill import Method
+from pipeline.errors import PipelineError
+from pipeline.inputs import Inputs
+from pipeline.runtime import seed_epoch
 from pipeline.store import write_json
-
-# What a resume file holds besides its fingerprint and checksum.
-RESUME_KEYS = ("epoch", "history", "best_acc", "best", "last_meta", "method", "optimizer", "scheduler")
+from pipeline.training.batches import TeacherFeed, epoch_batches
+from pipeline.training.params import TrainParams
+from pipeline.training.resume import Progress, RunSpec, restore, save_resume
 
 
 class TrainingError(PipelineError, FloatingPointError):
@@ -47,38 +45,10 @@ class TrainingError(PipelineError, FloatingPointError):
 
 
 @dataclass
-class RunSpec:
-    """Who is trained and where its artifacts go."""
-
-    name: str                    # scratch, kd, tgd, teacher_image, ... (lands in metric names)
-    model_meta: dict[str, Any]   # arch, in_channels, num_classes, dims, input_key
-    out_dir: Path                # last.pt, best.pt, summary.json
-    live_dir: Path               # DVCLive metrics.json and per-epoch plots
-    resume_path: Path            # the resume file, outside the stage's outputs
-    fingerprint: str             # identity of the run (params, architecture, inputs)
-
-    @property
-    def resume_fingerprint(self) -> str:
-        """A resume file must match this: the run's identity and its name."""
-        return fingerprint(self.name, self.fingerprint)
-
-
-@dataclass
-class Progress:
-    """What the finished epochs left: restored from a resume file or built epoch by epoch."""
-
-    next_epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_acc: float = -1.0
-    best: dict[str, Any] | None = None       # the best epoch's {"meta", "state_dict"}
-    last_meta: dict[str, Any] | None = None
-
-
-@dataclass
 class Trainer:
     """A run's moving parts: the method, its inputs, the optimiser and the process group."""
 
-    method: nn.Module
+    method: Method
     inputs: Inputs
     train: TrainParams
     spec: RunSpec
@@ -86,25 +56,13 @@ class Trainer:
     ddp: nn.Module | None            # the student in DistributedDataParallel; None alone
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    # the teacher cache (pipeline.teacher_cache): feed(epoch, step, index) -> the batch's stored
-    # teacher outputs, put in batch["teachers"]; None: the method runs its teachers
-    teacher_feed: Callable[[int, int, Tensor], Any] | None = None
+    # the teacher cache (pipeline.teacher_cache): the batches' stored teacher outputs, put in
+    # batch["teachers"]; None: the method runs its teachers
+    teacher_feed: TeacherFeed | None = None
 
     @property
     def main(self) -> bool:
         return self.ctx.is_main
-
-
-def augment_images(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop (zero padding `pad`) and horizontal flip of a channels-first image batch."""
-    n, _, h, w = x.shape
-    padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-    flip = torch.rand(n, generator=generator) < 0.5
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    out[flip] = out[flip].flip(-1)
-    return out
 
 
 def make_optimizer(parameters, train: TrainParams) -> torch.optim.Optimizer:
@@ -120,19 +78,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainParams):
     if train.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, train.milestones, gamma=train.lr_decay)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-
-
-def make_batch(inputs: Inputs, split: str, index: Tensor, keys: tuple[str, ...],
-               augment: Callable[[Tensor], Tensor] | None = None) -> dict[str, Tensor]:
-    """Labels, sample indices (`index`, positions in the split) and the inputs `keys`."""
-    tensors = inputs.splits[split]
-    batch = {"y": tensors["y"][index], "index": index}
-    for key in keys:
-        if key == "x" and augment is not None:
-            batch["x"] = inputs.normalizers["x"](augment(to_unit(tensors["x"][index])))
-        else:
-            batch[key] = inputs.model_input(key, tensors[key][index])
-    return batch
 
 
 @torch.no_grad()
@@ -179,7 +124,7 @@ class StepResult:
     nonfinite: Tensor                # 1 when the share's loss was NaN or infinite, else 0
 
 
-def train_step(method: nn.Module, ddp: nn.Module | None, batch: dict[str, Tensor],
+def train_step(method: Method, ddp: nn.Module | None, batch: dict[str, Tensor],
                optimizer: torch.optim.Optimizer, ctx: distributed.Context = distributed.SINGLE) -> StepResult:
     """One optimiser step on this rank's share of the global batch `batch` (all of it alone).
 
@@ -226,23 +171,6 @@ def _add(sums: dict[str, Tensor], part: dict[str, Tensor]) -> None:
         sums[key] = sums[key] + value if key in sums else value
 
 
-def _epoch_batches(trainer: Trainer, epoch: int):
-    """The epoch's global batches, in the order of its seeded permutation (the same on every
-    rank), augmented when asked."""
-    train, inputs = trainer.train, trainer.inputs
-    generator = epoch_generator(train.seed, epoch)
-    n = len(inputs.splits["train"]["y"])
-    order = torch.randperm(n, generator=generator)
-    do_augment = train.augment and inputs.modality == "image"
-    augment = (lambda x: augment_images(x, generator)) if do_augment else None  # noqa: E731
-    for start in range(0, n, train.batch_size):
-        batch = make_batch(inputs, "train", order[start:start + train.batch_size],
-                           trainer.method.inputs, augment)
-        if trainer.teacher_feed is not None:  # the teachers' outputs stored for this very batch
-            batch["teachers"] = trainer.teacher_feed(epoch, start // train.batch_size, batch["index"])
-        yield batch
-
-
 def train_epoch(trainer: Trainer, epoch: int) -> tuple[int, dict[str, float], dict[str, float]]:
     """One pass over the training split: (correct, loss sums, diagnostic sums) over all ranks."""
     seed_epoch(trainer.train.seed, epoch)
@@ -257,7 +185,10 @@ def train_epoch(trainer: Trainer, epoch: int) -> tuple[int, dict[str, float], di
     bar = tqdm(total=-(-n // trainer.train.batch_size), unit="step", leave=False,
                desc=f"{trainer.spec.name} epoch {epoch + 1}/{trainer.train.epochs}",
                disable=True if not trainer.main else None)
-    for number, batch in enumerate(_epoch_batches(trainer, epoch), 1):
+    train = trainer.train
+    batches = epoch_batches(trainer.inputs, train.seed, epoch, train.batch_size, trainer.method.inputs,
+                            train.augment, trainer.teacher_feed)
+    for number, batch in enumerate(batches, 1):
         step = train_step(trainer.method, trainer.ddp, batch, trainer.optimizer, trainer.ctx)
         correct = correct + step.correct
         nonfinite = nonfinite + step.nonfinite
@@ -299,67 +230,6 @@ def epoch_record(trainer: Trainer, correct: int, sums: dict[str, float],
             **{f"{name}_loss_{k}": v / n for k, v in sums.items()},
             f"{name}_lr": trainer.optimizer.param_groups[0]["lr"],
             **{f"{name}_{k}": v / n for k, v in diagnostics.items()}}
-
-
-# -- the resume file ---------------------------------------------------------------------------
-
-def _ignore(spec: RunSpec, why: str) -> None:
-    print(f"{spec.name}: ignoring {spec.resume_path}, starting at epoch 1 ({why})")
-
-
-def load_resume(spec: RunSpec) -> dict[str, Any] | None:
-    """The resume state of this run, or None (and why) for a missing, foreign or damaged file."""
-    if not spec.resume_path.is_file():
-        return None
-    try:
-        state = torch.load(spec.resume_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a foreign or damaged file: never trusted, never fatal
-        return _ignore(spec, f"unreadable: {type(error).__name__}")
-    if not isinstance(state, dict) or state.get("fingerprint") != spec.resume_fingerprint:
-        return _ignore(spec, "it belongs to another model, other params, architecture or inputs")
-    missing = [k for k in (*RESUME_KEYS, "checksum") if k not in state]
-    if missing:
-        return _ignore(spec, f"an older format: no {missing}")
-    if state_digest({k: state[k] for k in RESUME_KEYS}) != state["checksum"]:
-        return _ignore(spec, "damaged: its checksum does not match its contents")
-    return state
-
-
-def save_resume(trainer: Trainer, progress: Progress) -> None:
-    state = {"epoch": progress.next_epoch - 1, "history": progress.history,
-             "best_acc": progress.best_acc, "best": progress.best, "last_meta": progress.last_meta,
-             "method": trainer.method.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-             "scheduler": trainer.scheduler.state_dict()}
-    atomic_save({"fingerprint": trainer.spec.resume_fingerprint, "checksum": state_digest(state),
-                 **state}, trainer.spec.resume_path)
-
-
-def restore(trainer: Trainer) -> Progress:
-    """The finished epochs of an interrupted run (its state loaded into the method, optimiser
-    and schedule, its checkpoints rewritten), or a fresh start."""
-    spec = trainer.spec
-    state = distributed.from_main(lambda: load_resume(spec))  # all ranks agree
-    if state is None:
-        return Progress()
-    try:
-        trainer.method.load_state_dict(state["method"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-    except (RuntimeError, ValueError) as error:
-        raise CheckpointError(f"{spec.resume_path}: resume state does not fit this run "
-                              f"({type(error).__name__}: {str(error).splitlines()[0]}); "
-                              "delete it to start over") from None
-    progress = Progress(state["epoch"] + 1, state["history"], state["best_acc"], state["best"],
-                        state["last_meta"])
-    if trainer.main:
-        print(f"{spec.name}: resuming after epoch {progress.next_epoch} from {spec.resume_path}")
-        # DVC deleted the stage's outputs before this run: restore the finished epochs' ones.
-        student = trainer.method.student
-        save_checkpoint(spec.out_dir / "last.pt", student, progress.last_meta)
-        best_model = copy.deepcopy(student)  # saved from a model, byte-identical to the original
-        best_model.load_state_dict(progress.best["state_dict"])
-        save_checkpoint(spec.out_dir / "best.pt", best_model, progress.best["meta"])
-    return progress
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -421,16 +291,16 @@ def finish(trainer: Trainer, progress: Progress) -> dict[str, Any]:
     return summary
 
 
-def make_trainer(method: nn.Module, inputs: Inputs, train: TrainParams, spec: RunSpec,
-                 device: torch.device, teacher_feed: Callable | None = None) -> Trainer:
+def make_trainer(method: Method, inputs: Inputs, train: TrainParams, spec: RunSpec,
+                 device: torch.device, teacher_feed: TeacherFeed | None = None) -> Trainer:
     optimizer = make_optimizer(list(method.student_parameters()), train)
     return Trainer(method, inputs, train, spec, distributed.context(),
                    distributed.wrap(method.student, device), optimizer,
                    make_scheduler(optimizer, train), teacher_feed)
 
 
-def fit(method: nn.Module, inputs: Inputs, train: TrainParams, spec: RunSpec,
-        device: torch.device, teacher_feed: Callable | None = None) -> dict[str, Any]:
+def fit(method: Method, inputs: Inputs, train: TrainParams, spec: RunSpec,
+        device: torch.device, teacher_feed: TeacherFeed | None = None) -> dict[str, Any]:
     """Train `method.student` for `train.epochs` epochs; write checkpoints, live logs and the
     summary. Under torchrun every rank calls it (DDP; rank 0 writes). `teacher_feed`: the
     teacher cache's outputs per batch (pipeline.teacher_cache), read instead of the teachers."""

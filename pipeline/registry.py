@@ -1,0 +1,62 @@
+"""Registries of names: methods, data sets, model families, topology engines.
+
+A leaf module (it imports nothing of the project but its errors), after torchdistill's
+``losses/registry.py``: the modules that define the entries import a registry and register into
+it, never the other way round. A registry may also hold *lazy* entries, ``"module:attribute"``
+strings loaded on first lookup, so that its names are known without importing what is behind
+them (the topology engines' numba kernels, for one).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Iterator, Mapping
+
+from pipeline.errors import ParamsError
+
+
+class Registry(Mapping[str, Any]):
+    """Name -> entry. ``@REGISTRY.register("name")`` adds a definition; ``REGISTRY[name]``
+    looks one up (loading a lazy entry); ``REGISTRY.lookup(name, key)`` does the same and
+    fails as one line naming the params key and the known names."""
+
+    def __init__(self, kind: str, lazy: Mapping[str, str] | None = None):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+        self._lazy: dict[str, str] = dict(lazy or {})
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        def deco(entry: Any) -> Any:
+            if name in self._entries or name in self._lazy:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            self._entries[name] = entry
+            return entry
+        return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests register throw-away methods and data sets)."""
+        self._entries.pop(name, None)
+        self._lazy.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted({*self._entries, *self._lazy})
+
+    def lookup(self, name: Any, key: str | None = None) -> Any:
+        if not isinstance(name, str) or name not in self:
+            where = f"{key}={name!r}: " if key else ""
+            raise ParamsError(f"{where}unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+        return self[name]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._entries and name in self._lazy:
+            module, _, attribute = self._lazy[name].partition(":")
+            self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
