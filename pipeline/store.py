@@ -47,7 +47,7 @@ def shard_slices(n: int, shard_size: int) -> list[slice]:
 def create_group(path: str | Path, attrs: dict[str, Any] | None = None) -> zarr.Group:
     group = zarr.open_group(locations.zarr_store(path), mode="w", zarr_format=3)
     if attrs:
-        group.attrs.update(_jsonable(attrs))
+        group.attrs.update(jsonable(attrs))
     return group
 
 
@@ -193,7 +193,7 @@ def tree_digest(path: str | Path) -> str:
 
 def write_json(path: str | Path, payload: Any) -> None:
     """Write JSON atomically (temporary file, then rename; at a URL one PUT)."""
-    text = json.dumps(_jsonable(payload), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(jsonable(payload), indent=2, sort_keys=True) + "\n"
     if locations.is_url(path):
         locations.write_text(str(path), text)
         return
@@ -208,11 +208,13 @@ def write_json(path: str | Path, payload: Any) -> None:
         raise
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` with numpy scalars and arrays made plain Python (lists, numbers) and dict keys
+    made strings: what JSON and zarr attributes hold."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
