@@ -1,7 +1,7 @@
 """Artifact locations: a local path, or an fsspec URL (s3://, gs://, memory://, file://, ...).
 
 Local paths (str or Path without a protocol) keep the pathlib/os code paths of pipeline.store
-and pipeline.topology_job untouched: atomic renames, hard links, byte-identical outputs. A URL
+and pipeline.staging untouched: atomic renames, hard links, byte-identical outputs. A URL
 goes through fsspec's file-system operations and zarr's FsspecStore, so a cluster's workers can
 share stores on object storage. Object stores have no atomic rename of a folder: there a store
 is written in `<name>.partial` and moved into place (a server-side copy), and a marker file is

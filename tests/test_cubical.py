@@ -224,9 +224,9 @@ def test_repository_default_is_the_sequence_recipe():
 
 @pytest.mark.parametrize("filtrations", [["sequence"], ["cubical"], ["sequence", "cubical"], ["cubical", "sequence"]])
 def test_stage_planned_channels_match_what_the_engine_computes(filtrations):
-    """The topology stage sizes its stores without loading the engine (pipeline.topology_job.pi_shape)."""
+    """The topology stage sizes its stores without loading the engine (pipeline.topology_stage.pi_shape)."""
     from pipeline.topology import channel_labels, persistence_images
-    from pipeline.topology_job import pi_shape
+    from pipeline.topology_stage import pi_shape
 
     recipe = {**IMAGE_RECIPE, "filtrations": filtrations}
     images = np.random.default_rng(0).integers(0, 256, (2, 6, 7, 3), dtype=np.uint8)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-import pipeline.topology_job as job
+import pipeline.topology_stage.blocks as blocks
 from pipeline.checkpoint import load_model
 from pipeline.params import load_params, section, validate
 from pipeline.prepare import prepare
 from pipeline.store import SPLITS, read_split, split_path, tree_digest
+from pipeline.topology_stage import compute_topology
 from tests.conftest import REPO, tiny_params
 
 STACKED = ["sequence", "cubical"]
@@ -40,7 +41,7 @@ def prepared(tmp_path_factory) -> Path:
 
 
 def _run(prepared: Path, out: Path, cfg: dict, print_fn=lambda *a: None) -> dict:
-    return job.compute_topology(prepared, out, cfg, staging=out.with_name(out.name + "-staging"),
+    return compute_topology(prepared, out, cfg, staging=out.with_name(out.name + "-staging"),
                                 progress=False, print_fn=print_fn)
 
 
@@ -68,7 +69,7 @@ class Killed(BaseException):
 
 
 def test_stacked_recipe_resumes_after_a_kill(prepared, stacked, tmp_path, monkeypatch):
-    compute, calls = job.compute_block, []
+    compute, calls = blocks.compute_block, []
 
     def killed_in_the_third_shard(*args, **kwargs):
         calls.append(1)
@@ -76,7 +77,7 @@ def test_stacked_recipe_resumes_after_a_kill(prepared, stacked, tmp_path, monkey
             raise Killed()
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(job, "compute_block", killed_in_the_third_shard)
+    monkeypatch.setattr(blocks, "compute_block", killed_in_the_third_shard)
     cfg = _cfg(n_jobs=1)
     with pytest.raises(Killed):
         _run(prepared, tmp_path / "topology", cfg)

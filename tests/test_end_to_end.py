@@ -18,7 +18,7 @@ from pipeline.layout import EVALUATE_METRICS as METRICS, REPORT
 from pipeline.runs import distill, train_student, train_teacher
 from pipeline.store import read_split, split_path
 from pipeline.teacher_cache import cache_teachers
-from pipeline.topology_job import compute_topology
+from pipeline.topology_stage import compute_topology
 from tests.conftest import tiny_params
 
 

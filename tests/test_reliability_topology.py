@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import yaml
 
-import pipeline.topology_job as job
+import pipeline.topology_stage.blocks as blocks
+import pipeline.topology_stage.publish as publish
 from conftest import kill_group_when, subprocess_env, tiny_params
 from pipeline.errors import TopologyError
 from pipeline.params import section, validate
 from pipeline.prepare import prepare
 from pipeline.store import read_split, split_path, tree_digest
+from pipeline.topology_stage import compute_topology
 
 # 300 training samples in shards of 32: 10 shards, the last one partial (12 samples); 70 test
 # samples: 3 shards, the last partial. 13 shards in all, so a kill lands between markers.
@@ -54,7 +56,7 @@ def prepared(tmp_path_factory) -> Path:
 def reference(prepared, tmp_path_factory) -> str:
     """The tree digest of an uninterrupted run's data/topology."""
     root = tmp_path_factory.mktemp("reference")
-    summary = job.compute_topology(prepared, root / "topology", _cfg(), staging=root / "staging",
+    summary = compute_topology(prepared, root / "topology", _cfg(), staging=root / "staging",
                                    progress=False, print_fn=lambda *a: None)
     assert summary["samples_computed"] == N_SAMPLES
     assert not (root / "staging").exists()
@@ -84,12 +86,12 @@ def _stage_in_background(workspace: Path) -> subprocess.Popen:
     """`python -m stages.topology`, each persistence-image block slowed to 0.2 s so that a kill
     reliably lands between the first and the last shard."""
     code = ("import runpy, time\n"
-            "import pipeline.topology_job as job\n"
-            "compute = job.compute_block\n"
+            "import pipeline.topology_stage.blocks as blocks\n"
+            "compute = blocks.compute_block\n"
             "def slow(*args, **kwargs):\n"
             "    time.sleep(0.2)\n"
             "    return compute(*args, **kwargs)\n"
-            "job.compute_block = slow\n"
+            "blocks.compute_block = slow\n"
             "runpy.run_module('stages.topology', run_name='__main__', alter_sys=True)\n")
     return subprocess.Popen([sys.executable, "-c", code], cwd=workspace, env=subprocess_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -101,7 +103,7 @@ def _keep_staging(monkeypatch) -> None:
     def stop(*args, **kwargs):
         raise Killed("stopped before publishing")
 
-    monkeypatch.setattr(job, "channel_mean_std", stop)
+    monkeypatch.setattr(publish, "channel_mean_std", stop)
 
 
 @pytest.mark.slow  # a stage in a subprocess, killed and rerun
@@ -129,7 +131,7 @@ def test_half_written_shards_are_recomputed(tmp_path, prepared, reference, monke
     staging, out = tmp_path / "staging", tmp_path / "topology"
     _keep_staging(monkeypatch)
     with pytest.raises(Killed):
-        job.compute_topology(prepared, out, _cfg(), staging=staging, progress=False)
+        compute_topology(prepared, out, _cfg(), staging=staging, progress=False)
     assert len(_markers(staging)) == N_SHARDS
     monkeypatch.undo()
 
@@ -145,7 +147,7 @@ def test_half_written_shards_are_recomputed(tmp_path, prepared, reference, monke
     (staging / "done" / "train-000004.tmp").write_text("0 32\n")  # a marker never renamed
 
     lines = []
-    summary = job.compute_topology(prepared, out, _cfg(), staging=staging, progress=False,
+    summary = compute_topology(prepared, out, _cfg(), staging=staging, progress=False,
                                    print_fn=lines.append)
     assert any("10 shards already done" in line for line in lines)
     assert summary["samples_computed"] == 12 + 6 + 32
@@ -155,20 +157,20 @@ def test_half_written_shards_are_recomputed(tmp_path, prepared, reference, monke
 
 def test_kill_while_publishing_recomputes_nothing(tmp_path, prepared, reference, monkeypatch):
     staging, out = tmp_path / "staging", tmp_path / "topology"
-    publish = job._publish
+    publish_store = publish.publish_store
 
     def publish_train_only(staged, target, attrs):
         if attrs["split"] == "test":
             raise Killed("killed while publishing")
-        publish(staged, target, attrs)
+        publish_store(staged, target, attrs)
 
-    monkeypatch.setattr(job, "_publish", publish_train_only)
+    monkeypatch.setattr(publish, "publish_store", publish_train_only)
     with pytest.raises(Killed):
-        job.compute_topology(prepared, out, _cfg(), staging=staging, progress=False)
+        compute_topology(prepared, out, _cfg(), staging=staging, progress=False)
     assert (out / "train.zarr").is_dir() and not (out / "stats.json").exists()
     monkeypatch.undo()
     shutil.rmtree(out)  # what DVC does to the outputs of a stage that did not finish
-    summary = job.compute_topology(prepared, out, _cfg(), staging=staging, progress=False,
+    summary = compute_topology(prepared, out, _cfg(), staging=staging, progress=False,
                                    print_fn=lambda *a: None)
     assert summary["samples_computed"] == 0
     assert tree_digest(out) == reference
@@ -180,12 +182,12 @@ def test_staging_of_another_recipe_is_discarded(tmp_path, prepared, reference, m
     other = _cfg()
     other["image"]["threshold"] = 0.05
     with pytest.raises(Killed):
-        job.compute_topology(prepared, out, other, staging=staging, progress=False)
+        compute_topology(prepared, out, other, staging=staging, progress=False)
     assert len(_markers(staging)) == N_SHARDS
     monkeypatch.undo()
 
     lines = []
-    summary = job.compute_topology(prepared, out, _cfg(), staging=staging, progress=False,
+    summary = compute_topology(prepared, out, _cfg(), staging=staging, progress=False,
                                    print_fn=lines.append)
     assert any(line.startswith("discarding") for line in lines)
     assert summary["samples_computed"] == N_SAMPLES  # nothing of the other recipe reused
@@ -194,10 +196,10 @@ def test_staging_of_another_recipe_is_discarded(tmp_path, prepared, reference, m
 
 @pytest.mark.parametrize("engine_block", [512, 5])   # one engine call per shard, or several
 def test_non_finite_persistence_image_is_an_error(tmp_path, prepared, monkeypatch, engine_block):
-    monkeypatch.setattr(job, "ENGINE_BLOCK", engine_block)
+    monkeypatch.setattr(blocks, "ENGINE_BLOCK", engine_block)
     x, _ = read_split(split_path(prepared, "train"), ["x"])
     culprit = x["x"][70]
-    compute = job.persistence_images
+    compute = blocks.persistence_images
 
     def with_nan(images, **kwargs):
         pis = compute(images, **kwargs)
@@ -206,10 +208,10 @@ def test_non_finite_persistence_image_is_an_error(tmp_path, prepared, monkeypatc
                 pis[i, 0, 3, 4] = np.nan
         return pis
 
-    monkeypatch.setattr(job, "persistence_images", with_nan)
+    monkeypatch.setattr(blocks, "persistence_images", with_nan)
     out = tmp_path / "topology"
     with pytest.raises(TopologyError, match=r"train\.zarr.*samples 64\.\.95.*NaN or inf.*\[70\]"):
-        job.compute_topology(prepared, out, _cfg(), staging=tmp_path / "staging", progress=False)
+        compute_topology(prepared, out, _cfg(), staging=tmp_path / "staging", progress=False)
     assert not (out / "stats.json").exists() and not (out / "train.zarr").exists()
     # The bad shard was never marked done, so a later run recomputes it.
     assert not (tmp_path / "staging" / "done" / "train-000002").exists()

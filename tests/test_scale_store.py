@@ -14,7 +14,7 @@ from pipeline.inputs import load_inputs
 from pipeline.params import section, validate
 from pipeline.prepare import prepare
 from pipeline.store import SPLITS, read_split, split_path, tree_digest, write_split
-from pipeline.topology_job import compute_topology
+from pipeline.topology_stage import compute_topology
 
 
 def _memory_url() -> str:
@@ -123,7 +123,7 @@ def test_data_root_as_a_url(tmp_path, monkeypatch, scheme):
 
 def test_topology_at_a_url_resumes_from_its_markers(tmp_path, params, local, monkeypatch):
     """Killed after the shards (before publishing): the rerun computes nothing again."""
-    import pipeline.topology_job as job
+    import pipeline.topology_stage.publish as publish
 
     base = f"file://{tmp_path}"
     prepare(section(params, "data"), f"{base}/prepared")
@@ -132,7 +132,7 @@ def test_topology_at_a_url_resumes_from_its_markers(tmp_path, params, local, mon
     def killed(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(job, "channel_mean_std", killed)
+    monkeypatch.setattr(publish, "channel_mean_std", killed)
     with pytest.raises(KeyboardInterrupt):
         compute_topology(f"{base}/prepared", f"{base}/topology", cfg, progress=False,
                          print_fn=lambda *_: None)

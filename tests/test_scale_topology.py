@@ -7,7 +7,7 @@ from conftest import tiny_params
 from pipeline.params import section, validate
 from pipeline.prepare import prepare
 from pipeline.store import SPLITS, split_path, tree_digest
-from pipeline.topology_job import compute_topology
+from pipeline.topology_stage import compute_topology
 
 distributed = pytest.importorskip("distributed")
 

@@ -16,7 +16,7 @@ from pipeline.params import section, validate
 from pipeline.prepare import channel_stats, prepare
 from pipeline.store import read_split, split_path
 from pipeline.topology import persistence_images
-from pipeline.topology_job import compute_topology
+from pipeline.topology_stage import compute_topology
 from conftest import tiny_params
 
 
@@ -57,7 +57,7 @@ def test_float32_pis_are_the_engines_own_and_stored_uncompressed(prepared, float
 
 
 def test_engine_calls_of_a_few_samples_fill_the_reused_buffer_exactly(prepared, params, monkeypatch):
-    import pipeline.topology_job as job
+    import pipeline.topology_stage.blocks as job
 
     recipe = section(params, "topology")["image"]
     x = read_split(split_path(prepared, "train"), ["x"])[0]["x"][:40]
