@@ -47,3 +47,9 @@ def get_engine(engine) -> Engine:
         raise TopologyError(f"unknown topology engine {engine!r} (topology.engine); "
                             f"known engines: {', '.join(sorted(ENGINES))}")
     return ENGINES[engine]
+
+
+def warmup() -> float:
+    """Compile (or load from numba's cache) every kernel of engine ``fast``, sequence and cubical;
+    returns the seconds it took."""
+    return _fast.warmup() + _fast_cubical.warmup()

@@ -20,15 +20,15 @@ is therefore the union of the closed squares of the pixels with value <= t, so
 Pairs are emitted only when death > birth, and only their values matter: which of two tied
 components survives changes no pair, so the multiset of pairs is gudhi's exactly. Values are pixel
 levels k; ``unit_levels()[k] = k / 255`` in float64 is what gudhi sees. Pixels are ordered by a
-counting sort (256 levels). The PI of each diagram is ``fast.pi_of_level_pairs``, as for sequences.
+counting sort (256 levels). The PI of each diagram is ``pi_kernel.pi_of_level_pairs``, as for sequences.
 """
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from pipeline.topology.fast import new_work, pi_of_level_pairs, u8_tables
 from pipeline.topology.grid import MIN_LIFETIME, Grid, unit_levels
+from pipeline.topology.pi_kernel import new_work, pi_of_level_pairs, u8_tables
 
 OUTSIDE_BIRTH = 256  # the outside of the image, older than any pixel level in the superlevel filtration
 
@@ -260,3 +260,18 @@ def cleaned_counts(channels: np.ndarray, threshold: float) -> np.ndarray:
     """(M, 2) numbers of H0 and H1 pairs left after cleaning per uint8 channel (diagram work only;
     for timing)."""
     return _counts(np.ascontiguousarray(channels, dtype=np.uint8), unit_levels(), float(threshold), MIN_LIFETIME)
+
+
+def warmup() -> float:
+    """Compile (or load from numba's cache) this module's kernels; returns the seconds it took."""
+    import time
+
+    from pipeline.topology.grid import make_grid
+
+    t = time.perf_counter()
+    g = make_grid((0.0, 0.3), (0.0, 0.3), 4, 0.01)
+    x = np.array([[[0, 30, 10], [40, 5, 5]]], np.uint8)
+    images(x, grid=g, threshold=0.02, normalize=True)
+    diagrams(x)
+    cleaned_counts(x, 0.02)
+    return time.perf_counter() - t
