@@ -27,7 +27,7 @@ from pipeline.errors import DataError
 FOLDER_DEPTH = 2  # folders summarised by name in the fingerprint: train/cat, test/dog, ...
 
 
-def fingerprint(root: str | None) -> dict[str, Any]:
+def source_fingerprint(root: str | None) -> dict[str, Any]:
     """{"files", "bytes", "digest", "folders": {folder: {"files", "bytes", "digest"}}} of a root."""
     if root is None:
         return {"files": 0, "bytes": 0, "digest": hashlib.sha256(b"no data.root").hexdigest(), "folders": {}}
@@ -120,3 +120,7 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             out.append(f"{folder}: {old[folder]['files']} -> {new[folder]['files']} files, "
                        f"{old[folder]['bytes']} -> {new[folder]['bytes']} bytes")
     return out
+
+
+# The former name, kept only for pipeline.remote until it imports source_fingerprint; remove then.
+fingerprint = source_fingerprint

@@ -7,16 +7,16 @@ import json
 import time
 
 from pipeline.layout import SOURCE
-from pipeline.params import load_section
-from pipeline.source import changes, fingerprint
+from pipeline.params import load_params, section
+from pipeline.source import changes, source_fingerprint
 from pipeline.store import write_json
 from stages._cli import run
 
 
 def main() -> None:
-    root = load_section("data")["root"]
+    root = section(load_params(), "data")["root"]
     started = time.perf_counter()
-    record = {"root": root, **fingerprint(root)}
+    record = {"root": root, **source_fingerprint(root)}
     seconds = time.perf_counter() - started
     before = _previous()
     write_json(SOURCE, record)

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import tiny_params
 from tests.test_dvc import make_project
 from pipeline.remote import local_root
-from pipeline.source import changes, fingerprint
+from pipeline.source import changes, source_fingerprint
 
 
 def _image_tree(root: Path, per_class: int = 4) -> Path:
@@ -31,39 +31,39 @@ def _image_tree(root: Path, per_class: int = 4) -> Path:
 
 def test_fingerprint_follows_added_removed_and_rewritten_files(tmp_path):
     root = _image_tree(tmp_path / "tree")
-    first = fingerprint(str(root))
+    first = source_fingerprint(str(root))
     assert first["files"] == 16 and set(first["folders"]) == {"train/cat", "train/dog", "test/cat", "test/dog"}
-    assert fingerprint(str(root)) == first  # listing again changes nothing
+    assert source_fingerprint(str(root)) == first  # listing again changes nothing
 
     (root / "train" / ".DS_Store").write_bytes(b"ignored, as the loaders ignore it")
-    assert fingerprint(str(root)) == first
+    assert source_fingerprint(str(root)) == first
 
     shutil.copy(root / "train/cat/0.png", root / "train/cat/9.png")
-    added = fingerprint(str(root))
+    added = source_fingerprint(str(root))
     assert added["digest"] != first["digest"]
     assert changes(first, added) == [f"train/cat: 4 -> 5 files, {first['folders']['train/cat']['bytes']} -> "
                                      f"{added['folders']['train/cat']['bytes']} bytes"]
 
     (root / "train/cat/9.png").unlink()
-    assert fingerprint(str(root)) == first  # back to the same files, sizes and times
+    assert source_fingerprint(str(root)) == first  # back to the same files, sizes and times
 
     stamp = (root / "test/dog/1.png").stat()
     os.utime(root / "test/dog/1.png", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))  # rewritten
-    touched = fingerprint(str(root))
+    touched = source_fingerprint(str(root))
     assert touched["digest"] != first["digest"] and changes(first, touched)[0].startswith("test/dog:")
 
     shutil.rmtree(root / "test/dog")
-    assert changes(first, fingerprint(str(root))) == ["test/dog: gone (4 files)"]
+    assert changes(first, source_fingerprint(str(root))) == ["test/dog: gone (4 files)"]
 
 
 def test_no_root_has_a_constant_fingerprint():
-    assert fingerprint(None) == fingerprint(None)
-    assert fingerprint(None)["files"] == 0
+    assert source_fingerprint(None) == source_fingerprint(None)
+    assert source_fingerprint(None)["files"] == 0
 
 
 def test_missing_root_names_it(tmp_path):
     with pytest.raises(Exception, match="data.root .*nowhere: no such folder"):
-        fingerprint(str(tmp_path / "nowhere"))
+        source_fingerprint(str(tmp_path / "nowhere"))
 
 
 def test_remote_root_fingerprint_and_copy_follow_the_remote(tmp_path, monkeypatch):
@@ -74,15 +74,15 @@ def test_remote_root_fingerprint_and_copy_follow_the_remote(tmp_path, monkeypatc
     fs = fsspec.filesystem("memory")
     fs.put(str(tree), url.split("://", 1)[1], recursive=True)
     try:
-        remote = fingerprint(url)
-        assert remote["files"] == 16 and set(remote["folders"]) == set(fingerprint(str(tree))["folders"])
+        remote = source_fingerprint(url)
+        assert remote["files"] == 16 and set(remote["folders"]) == set(source_fingerprint(str(tree))["folders"])
         copy = Path(local_root(url))
         assert (copy / "train/cat/0.png").read_bytes() == (tree / "train/cat/0.png").read_bytes()
 
         new = Image.fromarray(np.full((8, 8, 3), 7, np.uint8))
         new.save(tmp_path / "new.png")
         fs.put(str(tmp_path / "new.png"), url.split("://", 1)[1] + "/train/cat/0.png")
-        assert changes(remote, fingerprint(url))[0].startswith("train/cat:")
+        assert changes(remote, source_fingerprint(url))[0].startswith("train/cat:")
         refreshed = Path(local_root(url))
         assert (refreshed / "train/cat/0.png").read_bytes() == (tmp_path / "new.png").read_bytes()
     finally:
