@@ -60,7 +60,7 @@ def project(tmp_path_factory) -> Path:
 def test_repro_then_experiment_reruns_only_downstream_stages(project):
     first = sh(project, "dvc", "repro")
     for stage in ("prepare", "topology", "topology_figure", "train_teacher@image", "train_teacher@topology",
-                  "train_student", "teachers", "method_params", "distill@kd", "distill@tgd", "export",
+                  "train_student", "teachers", "distill@kd", "distill@tgd", "export",
                   "evaluate"):
         assert f"Running stage '{stage}'" in first
     assert "tgd: teacher outputs from data/teachers" in first  # the distill stages read the cache
@@ -83,13 +83,13 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
 
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     sh(project, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
-    second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.alpha=0.5")
-    # alpha is read by tgd (and tpkd), never by kd: only tgd's student is trained again.
+    second = sh(project, "dvc", "exp", "run", "-n", "alpha05", "-S", "distill.tgd.alpha=0.5")
+    # tgd's alpha is tgd's own key, never kd's: only tgd's student is trained again.
     # ... and no teacher runs: the teachers stage is not re-run, distill@tgd reads its outputs.
     for stage in ("prepare", "topology", "topology_figure", "train_teacher@image", "train_teacher@topology",
                   "train_student", "teachers", "distill@kd"):
         assert f"Running stage '{stage}'" not in second, stage
-    for stage in ("method_params", "distill@tgd", "export", "evaluate"):
+    for stage in ("distill@tgd", "export", "evaluate"):
         assert f"Running stage '{stage}'" in second, stage
     assert "tgd: teacher outputs from data/teachers" in second
 
@@ -102,7 +102,7 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     runs = experiment_metrics(table)
     assert "alpha05" in runs and {"tgd_acc", "kd_acc", "scratch_acc"} <= set(runs["alpha05"])
     experiment = next(rev for exp in baseline["experiments"] for rev in exp["revs"] if rev["name"] == "alpha05")
-    assert experiment["data"]["params"]["params.yaml"]["data"]["distill"]["alpha"] == 0.5
+    assert experiment["data"]["params"]["params.yaml"]["data"]["distill"]["tgd"]["alpha"] == 0.5
     sh(project, "git", "checkout", "-q", "--", ".")  # the workspace back to the baseline
     sh(project, "dvc", "exp", "apply", "alpha05")
     applied = json.loads((project / "data/metrics/evaluate.json").read_text())

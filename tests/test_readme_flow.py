@@ -65,14 +65,16 @@ def test_walking_the_readme_keeps_the_baseline_next_to_the_experiment(tmp_path):
     baseline = next(row for row in table if row["rev"] != "workspace")
     baseline_metrics = baseline["data"]["metrics"][METRICS]["data"]
     assert {"tgd_acc", "kd_acc"} <= set(baseline_metrics)
-    assert baseline["data"]["params"]["params.yaml"]["data"]["distill"]["alpha"] == params["distill"]["alpha"]
+    assert baseline["data"]["params"]["params.yaml"]["data"]["distill"]["tgd"]["alpha"] == params["distill"]["tgd"]["alpha"]
 
     name, key, value = re.search(r"-n (\S+) -S (\S+)=(\S+)", experiment_step).groups()
     runs = experiment_metrics(table)
     assert list(runs) == [name] and {"tgd_acc", "kd_acc"} <= set(runs[name])
     experiment = next(rev for exp in baseline["experiments"] for rev in exp["revs"] if rev["name"] == name)
-    section, field = key.split(".")
-    assert experiment["data"]["params"]["params.yaml"]["data"][section][field] == yaml.safe_load(value)
+    node = experiment["data"]["params"]["params.yaml"]["data"]
+    for part in key.split("."):
+        node = node[part]
+    assert node == yaml.safe_load(value)
 
     # Back to the baseline in the workspace, as the README says.
     sh(project, "bash", "-c", "git checkout -- . && dvc checkout")

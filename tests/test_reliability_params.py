@@ -11,12 +11,16 @@ from conftest import subprocess_env, tiny_params
 pytestmark = pytest.mark.slow  # every stage command in a subprocess
 
 STAGES = {  # command -> (a bad edit of params.yaml, what the error line must name)
+    "source": (("distill", "tgd", "alpha", 1.5), "distill.tgd.alpha=1.5"),
     "prepare": (("data", "shard_sise", 64), "data.shard_sise: unknown key"),
+    "prepare ": (("train", "epochs", -1), "train.epochs=-1"),   # another stage's section, at the first stage
     "topology": (("topology", "image", "resolutoin", 50), "topology.image.resolutoin: unknown key"),
+    "topology ": (("models", "student", "wrn15_1"), "models.student='wrn15_1'"),
+    "topology_figure": (("export", "opset", 3), "export.opset=3"),
     "train_teacher image": (("train", "epochs", "five"), "train.epochs='five'"),
     "train_student": (("train", "epochs", None), "missing key train.epochs"),
-    "distill kd": (("distill", "alpha", 1.5), "distill.alpha=1.5"),
-    "method_params": (("distill", "gamma", float("inf")), "distill.gamma=inf"),
+    "distill kd": (("distill", "kd", "temperature", float("inf")), "distill.kd.temperature=inf"),
+    "teachers": (("distill", "tgd", None), "missing section distill.tgd"),
     "evaluate": (("evaluate", "checkpoint", "newest"), "evaluate.checkpoint='newest'"),
 }
 
@@ -38,7 +42,7 @@ def test_every_stage_rejects_bad_params_before_work(tmp_path):
     env = subprocess_env()
     running = {}
     for command, (edit, _) in STAGES.items():
-        folder = tmp_path / command.replace(" ", "_")
+        folder = tmp_path / (command.strip().replace(" ", "_") + ("_2" if command.endswith(" ") else ""))
         folder.mkdir()
         (folder / "params.yaml").write_text(yaml.safe_dump(_edit(tiny_params(), edit), sort_keys=False))
         running[command] = (folder, subprocess.Popen(
