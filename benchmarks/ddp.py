@@ -18,7 +18,7 @@ def _worker(rank: int, world: int, port: int, arch: str, batch: int, steps: int,
     from pipeline import distributed
     from pipeline.distill import build_method
     from pipeline.models import build_model
-    from pipeline.train import train_step
+    from pipeline.training.loop import train_step
 
     ctx = distributed.init_from_env("cpu")
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ models and batches, and what the teacher cache saves a tgd step.
 On random CIFAR-shaped tensors (uint8 images, float PIs; `benchmarks.data.make_inputs`), for a
 named configuration (`benchmarks.data.CONFIGS`):
 
-- student only: `pipeline.train.fit` with the scratch method vs a bare loop (index, normalise,
+- student only: `pipeline.training.loop.fit` with the scratch method vs a bare loop (index, normalise,
   forward, cross-entropy, backward, Adam);
 - tgd with the teachers running: `fit` with tgd vs a bare loop computing the same loss;
 - tgd reading the teacher cache (built by pipeline.teacher_cache for the same batches);
@@ -82,11 +82,11 @@ def _cached_feed(method, method_name: str, inputs, train, run: Path, device: tor
 
 def _fit_seconds(method_name: str, config: Config, inputs, batch: int, work: Path,
                  cached: bool, amp: bool) -> float:
-    """Wall time of one epoch of `pipeline.train.fit` (fixed costs included) on the inputs'
+    """Wall time of one epoch of `pipeline.training.loop.fit` (fixed costs included) on the inputs'
     device, set up as pipeline.runs.distill sets it up: models there, amp (prepare_models)."""
     from pipeline.distill import build_method
     from pipeline.runtime import prepare_models
-    from pipeline.train import RunSpec, fit
+    from pipeline.training.loop import RunSpec, fit
 
     device = _device_of(inputs)
     student, teachers = build_models(config)

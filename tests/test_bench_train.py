@@ -10,7 +10,7 @@ from benchmarks.__main__ import main
 from benchmarks.data import CONFIGS, make_inputs
 from benchmarks.train_loop import METHOD_CFG, bare_batches, bare_ms, bare_tgd_loss, build_models, teachers_ms
 from pipeline.distill import build_method
-from pipeline.train import make_batch
+from pipeline.training.batches import make_batch
 
 
 def test_bare_tgd_loss_equals_the_methods():
