@@ -105,7 +105,8 @@ CONFIGS = {
 def train_params(batch: int, device=None, amp: bool = False):
     """params.yaml's train section for one epoch of `batch`-sized batches on `device` (default
     the CPU), bf16 autocast when `amp` (threads: the benchmark sets them)."""
-    from pipeline.params import TrainParams, read_yaml
+    from pipeline.schema import read_yaml
+    from pipeline.training.params import TrainParams
 
     train = read_yaml(REPO / "params.yaml")["train"]
     return TrainParams.model_validate({**train, "epochs": 1, "batch_size": batch, "threads": 0,

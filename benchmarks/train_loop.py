@@ -86,7 +86,8 @@ def _fit_seconds(method_name: str, config: Config, inputs, batch: int, work: Pat
     device, set up as pipeline.runs.distill sets it up: models there, amp (prepare_models)."""
     from pipeline.distill import build_method
     from pipeline.runtime import prepare_models
-    from pipeline.training.loop import RunSpec, fit
+    from pipeline.training.loop import fit
+    from pipeline.training.state import RunSpec
 
     device = _device_of(inputs)
     student, teachers = build_models(config)

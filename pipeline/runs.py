@@ -15,9 +15,9 @@ from pipeline.checkpoint import load_model
 from pipeline.distill import TEACHER_INPUTS, Method, build_method
 from pipeline.models import build_model
 from pipeline.params import Params
-from pipeline.runtime import fingerprint, prepare_inputs, prepare_models
+from pipeline.runtime import identity_hash, prepare_inputs, prepare_models
 from pipeline.training.loop import fit
-from pipeline.training.resume import RunSpec
+from pipeline.training.state import RunSpec
 from pipeline.training.setup import (STORES, input_identity, load_run_inputs, load_teachers, model_meta,
                                      start)
 
@@ -28,7 +28,7 @@ def run_spec(name: str, meta: dict[str, Any], *identity: Any) -> RunSpec:
         identity = (*identity, {"world_size": world})
     return RunSpec(name=name, model_meta=meta, out_dir=layout.model_dir(name),
                    live_dir=layout.live_dir(name), resume_path=layout.RESUME / f"{name}.pt",
-                   fingerprint=fingerprint(meta, *identity))
+                   fingerprint=identity_hash(meta, *identity))
 
 
 def _train_alone(name: str, arch: str, input_key: str, params: Params) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(value)
 
 
-def fingerprint(*parts: Any) -> str:
+def identity_hash(*parts: Any) -> str:
     """A stable short hash of JSON-able parts (params, architecture, input identity, a name)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

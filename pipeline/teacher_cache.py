@@ -47,7 +47,7 @@ from pipeline.distill.teacher_outputs import CachedTeachers, batch_maps
 from pipeline.errors import PipelineError
 from pipeline.inputs import Inputs
 from pipeline.params import Params
-from pipeline.runtime import fingerprint, prepare_inputs, prepare_models
+from pipeline.runtime import identity_hash, prepare_inputs, prepare_models
 from pipeline.store import create_array, create_group, open_split, split_path, write_json
 from pipeline.training.batches import epoch_order, make_batch
 from pipeline.training.params import TrainParams
@@ -89,7 +89,7 @@ def cache_identity(train: TrainParams, teacher_ids: Mapping[str, Any],
     """What the cached outputs depend on: the batches (seed, epochs, batch size), the teachers'
     checkpoints (their run fingerprints) and the inputs (the stores' identities)."""
     batches = {"seed": train.seed, "epochs": train.epochs, "batch_size": train.batch_size}
-    return fingerprint("teacher-cache/1", batches, dict(teacher_ids), dict(input_ids))
+    return identity_hash("teacher-cache/1", batches, dict(teacher_ids), dict(input_ids))
 
 
 def triangle_size(b: int) -> int:
@@ -182,7 +182,7 @@ def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs
                   passes: int, print_fn: Callable[[str], None]) -> tuple[zarr.Group, list[int], str]:
     """The staging store (resumed when it holds epochs of this very cache, else created) and
     the epochs it already holds."""
-    key = fingerprint(identity, dict(needs))  # what is stored matters as much as for whom
+    key = identity_hash(identity, dict(needs))  # what is stored matters as much as for whom
     done = _resume_point(staging, key)
     if done is None:
         locations.rmtree(staging)

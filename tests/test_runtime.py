@@ -6,7 +6,7 @@ import torch
 from conftest import tiny_params
 from pipeline.inputs import Inputs
 from pipeline.models import build_model
-from pipeline.params import TrainParams
+from pipeline.training.params import TrainParams
 from pipeline.runtime import autocast_bf16, prepare_inputs, prepare_models, set_threads
 
 

@@ -37,32 +37,12 @@ from pipeline.runtime import seed_epoch
 from pipeline.store import write_json
 from pipeline.training.batches import TeacherFeed, epoch_batches
 from pipeline.training.params import TrainParams
-from pipeline.training.resume import Progress, RunSpec, restore, save_resume
+from pipeline.training.resume import restore, save_resume
+from pipeline.training.state import Progress, RunSpec, Trainer
 
 
 class TrainingError(PipelineError, FloatingPointError):
     """Training diverged (non-finite loss): fixable by params, reported as one line."""
-
-
-@dataclass
-class Trainer:
-    """A run's moving parts: the method, its inputs, the optimiser and the process group."""
-
-    method: Method
-    inputs: Inputs
-    train: TrainParams
-    spec: RunSpec
-    ctx: distributed.Context
-    ddp: nn.Module | None            # the student in DistributedDataParallel; None alone
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    # the teacher cache (pipeline.teacher_cache): the batches' stored teacher outputs, put in
-    # batch["teachers"]; None: the method runs its teachers
-    teacher_feed: TeacherFeed | None = None
-
-    @property
-    def main(self) -> bool:
-        return self.ctx.is_main
 
 
 def make_optimizer(parameters, train: TrainParams) -> torch.optim.Optimizer:

@@ -8,51 +8,17 @@ missing, foreign or damaged file is reported in one line and the run starts at e
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from pipeline import distributed
 from pipeline.checkpoint import atomic_save, save_checkpoint, state_digest
 from pipeline.errors import CheckpointError
-from pipeline.runtime import fingerprint
-
-if TYPE_CHECKING:
-    from pipeline.training.loop import Trainer
+from pipeline.training.state import Progress, RunSpec, Trainer
 
 # What a resume file holds besides its fingerprint and checksum.
 RESUME_KEYS = ("epoch", "history", "best_acc", "best", "last_meta", "method", "optimizer", "scheduler")
-RESUME_FORMAT = 2  # 2: "method" holds the student's state alone (teachers come from checkpoints)
-
-
-@dataclass
-class RunSpec:
-    """Who is trained and where its artifacts go."""
-
-    name: str                    # scratch, kd, tgd, teacher_image, ... (lands in metric names)
-    model_meta: dict[str, Any]   # arch, in_channels, num_classes, dims, input_key
-    out_dir: Path                # last.pt, best.pt, summary.json
-    live_dir: Path               # DVCLive metrics.json and per-epoch plots
-    resume_path: Path            # the resume file, outside the stage's outputs
-    fingerprint: str             # identity of the run (params, architecture, inputs)
-
-    @property
-    def resume_fingerprint(self) -> str:
-        """A resume file must match this: the run's identity and its name."""
-        return fingerprint(self.name, self.fingerprint, RESUME_FORMAT)
-
-
-@dataclass
-class Progress:
-    """What the finished epochs left: restored from a resume file or built epoch by epoch."""
-
-    next_epoch: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_acc: float = -1.0
-    best: dict[str, Any] | None = None       # the best epoch's {"meta", "state_dict"}
-    last_meta: dict[str, Any] | None = None
 
 
 def _ignore(spec: RunSpec, why: str) -> None:
@@ -77,7 +43,7 @@ def load_resume(spec: RunSpec) -> dict[str, Any] | None:
     return state
 
 
-def save_resume(trainer: "Trainer", progress: Progress) -> None:
+def save_resume(trainer: Trainer, progress: Progress) -> None:
     state = {"epoch": progress.next_epoch - 1, "history": progress.history,
              "best_acc": progress.best_acc, "best": progress.best, "last_meta": progress.last_meta,
              "method": trainer.method.state_dict(), "optimizer": trainer.optimizer.state_dict(),
@@ -86,7 +52,7 @@ def save_resume(trainer: "Trainer", progress: Progress) -> None:
                  **state}, trainer.spec.resume_path)
 
 
-def restore(trainer: "Trainer") -> Progress:
+def restore(trainer: Trainer) -> Progress:
     """The finished epochs of an interrupted run (its state loaded into the method, optimiser
     and schedule, its checkpoints rewritten), or a fresh start."""
     spec = trainer.spec

@@ -16,7 +16,7 @@ from pipeline.distill import TEACHER_INPUTS
 from pipeline.errors import CheckpointError
 from pipeline.inputs import Inputs, load_inputs
 from pipeline.params import Params
-from pipeline.runtime import fingerprint, seed_everything, select_device, set_threads
+from pipeline.runtime import identity_hash, seed_everything, select_device, set_threads
 
 STORES = {"x": layout.PREPARED, "pi": layout.TOPOLOGY}  # where each kind of input lives
 
@@ -32,7 +32,7 @@ def start(params: Params) -> torch.device:
 def input_identity(directory: Path) -> str:
     """Cheap identity of a store folder: its summary files (shapes, counts, statistics)."""
     parts = [p.read_text() for p in sorted(directory.glob("*.json"))]
-    return fingerprint(str(directory), parts)
+    return identity_hash(str(directory), parts)
 
 
 def load_run_inputs(keys: tuple[str, ...]) -> Inputs:
