@@ -37,6 +37,17 @@ class Registry(Mapping[str, Any]):
         self._entries.pop(name, None)
         self._lazy.pop(name, None)
 
+    # item assignment replaces an entry without the twice-registered check (pytest's
+    # monkeypatch.setitem swaps an engine or a loader for one test and restores it)
+    def __setitem__(self, name: str, entry: Any) -> None:
+        self._lazy.pop(name, None)
+        self._entries[name] = entry
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self.unregister(name)
+
     def names(self) -> list[str]:
         return sorted({*self._entries, *self._lazy})
 

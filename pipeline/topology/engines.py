@@ -1,4 +1,8 @@
-"""The engines: the same persistence images computed two ways (``ENGINES``).
+"""The engines: the same persistence images computed two ways.
+
+Their names are known without loading this module (``pipeline.topology.engine_names.ENGINES``,
+a lazy registry whose entries are ``RIPSER`` and ``FAST`` below); a new engine is an ``Engine``
+here (or in a module of its own) plus its line in engine_names.py.
 
 ``ripser`` is the reference: ripser (sequence diagrams) or gudhi (cubical diagrams), then persim's
 PersistenceImager, one diagram at a time. ``fast`` computes the same images with numba (union-find
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pipeline.errors import TopologyError
+from pipeline.topology.engine_names import ENGINES
 from pipeline.topology import fast as _fast
 from pipeline.topology import fast_cubical as _fast_cubical
 from pipeline.topology import reference as _reference
@@ -31,21 +36,20 @@ class Engine:
     description: str
 
 
-ENGINES: dict[str, Engine] = {
-    "ripser": Engine("ripser", _reference.images, _reference.diagrams, _reference.cubical_images,
-                     _reference.cubical_diagrams,
-                     "reference: ripser (sequences) or gudhi (cubical complexes) + persim PersistenceImager"),
-    "fast": Engine("fast", _fast.images, _fast.diagrams, _fast_cubical.images, _fast_cubical.diagrams,
-                   "numba: union-find diagrams + tabulated Gaussian-CDF rows and one dgemm per image"),
-}
+RIPSER = Engine("ripser", _reference.images, _reference.diagrams, _reference.cubical_images,
+                _reference.cubical_diagrams,
+                "reference: ripser (sequences) or gudhi (cubical complexes) + persim PersistenceImager")
+FAST = Engine("fast", _fast.images, _fast.diagrams, _fast_cubical.images, _fast_cubical.diagrams,
+              "numba: union-find diagrams + tabulated Gaussian-CDF rows and one dgemm per image")
 
 
 def get_engine(engine) -> Engine:
+    """An Engine as it is, or the registered engine of that name."""
     if isinstance(engine, Engine):
         return engine
     if not isinstance(engine, str) or engine not in ENGINES:
         raise TopologyError(f"unknown topology engine {engine!r} (topology.engine); "
-                            f"known engines: {', '.join(sorted(ENGINES))}")
+                            f"known engines: {', '.join(ENGINES.names())}")
     return ENGINES[engine]
 
 
