@@ -15,7 +15,7 @@ from pipeline.errors import TopologyError
 from pipeline.layout import STAGING
 from pipeline.staging import Staging, open_staging
 from pipeline.store import SPLITS, open_split, split_path, tree_digest
-from pipeline.topology_stage import publish
+import pipeline.topology_stage.publish as publish
 from pipeline.topology_stage.backends import parallel_backend
 from pipeline.topology_stage.blocks import pi_shape, recipe_for, warm_up
 from pipeline.topology_stage.planning import plan_tasks, unfinished

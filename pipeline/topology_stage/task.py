@@ -20,7 +20,7 @@ from pipeline import locations
 from pipeline.errors import TopologyError
 from pipeline.staging import Staging
 from pipeline.store import write_whole_shard
-from pipeline.topology_stage import blocks
+import pipeline.topology_stage.blocks as blocks
 from pipeline.topology_stage.planning import shard_unit
 from pipeline.topology_stage.statistics import shard_sums, write_sums
 
