@@ -11,7 +11,8 @@ import pytest
 
 from tests.cifar_fixtures import CIFAR_TAR
 from pipeline.errors import ParamsError
-from pipeline.params import ImageRecipe, validate
+from pipeline.params import validate
+from pipeline.topology.params import ImageRecipe
 from pipeline.topology import IMAGE_RECIPE
 from pipeline.topology import ENGINES, FILTRATIONS, channel_labels, persistence_images
 from tests.conftest import tiny_params
