@@ -28,7 +28,7 @@ def run_topology_backends(n: int, tar: str | None = None, root: str | None = Non
     from pipeline.params import load_params
     from pipeline.store import SPLITS, split_path, tree_digest
     from pipeline.topology import IMAGE_RECIPE
-    from pipeline.topology_job import compute_block, compute_topology
+    from pipeline.topology_stage import compute_block, compute_topology
 
     images, source = bench_images(n, tar, root)
     shard_size = shard_size or max(1, -(-len(images) // (4 * workers)))  # ~4 tasks per worker

@@ -40,7 +40,7 @@ def run_topology_codecs(n: int, tar: str | None = None, root: str | None = None,
     """Writing and reading one shard of n persistence images with each codec and dtype, against
     the engine's time to compute them (one core)."""
     from pipeline.topology import IMAGE_RECIPE
-    from pipeline.topology_job import compute_block
+    from pipeline.topology_stage import compute_block
 
     images, source = bench_images(n, tar, root)
     recipe = dict(IMAGE_RECIPE)  # the TGD recipe's 50 x 50 PIs (TopologyParams has no defaults)

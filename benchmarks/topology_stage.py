@@ -21,7 +21,7 @@ from benchmarks.data import CIFAR_ROOT_RELATIVE, CIFAR_TAR_RELATIVE, REPO, Bench
 
 def _engine_only(block: np.ndarray, engine: str, recipe: dict) -> float:
     """The engine's work on one shard with nothing stored; returns the worker's CPU seconds."""
-    from pipeline.topology_job import compute_block
+    from pipeline.topology_stage import compute_block
 
     started = time.process_time()
     compute_block(block, "image", engine, recipe)

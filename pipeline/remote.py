@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline import locations
 from pipeline.errors import DataError
 from pipeline.layout import ROOT_CACHE
-from pipeline.source import fingerprint
+from pipeline.source import source_fingerprint
 
 LOCAL_PROTOCOLS = {"file", "local"}
 
@@ -34,7 +34,7 @@ def local_root(root: str | None, cache: Path = ROOT_CACHE) -> str | None:
     with locations.reaching(root, "data.root "):
         if not fs.isdir(path):
             raise DataError(f"data.root {root}: no folder there")
-        stamp = f"{root}\n{fingerprint(root)['digest']}"
+        stamp = f"{root}\n{source_fingerprint(root)['digest']}"
     target = cache / hashlib.sha256(root.encode()).hexdigest()[:16]
     marker = target.with_suffix(".complete")
     if marker.is_file() and marker.read_text() == stamp:

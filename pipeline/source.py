@@ -121,6 +121,3 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
                        f"{old[folder]['bytes']} -> {new[folder]['bytes']} bytes")
     return out
 
-
-# The former name, kept only for pipeline.remote until it imports source_fingerprint; remove then.
-fingerprint = source_fingerprint

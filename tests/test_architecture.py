@@ -126,3 +126,31 @@ def test_registries_know_their_names_without_torch(module):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(),
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _stage_commands() -> dict[str, tuple[str, list[str]]]:
+    """dvc.yaml's stages: name -> (the module its cmd runs, its deps)."""
+    import yaml
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    found = {}
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        module = body["cmd"].split("-m ", 1)[1].split()[0]
+        found[name] = (module, [str(d) for d in body.get("deps", [])])
+    return found
+
+
+@pytest.mark.parametrize("stage", sorted(_stage_commands()))
+def test_every_stage_depends_on_the_code_it_imports(stage):
+    """A stage's outputs go stale when any module it imports changes: its deps in dvc.yaml must
+    cover its command's whole import closure (a file, or a folder above it)."""
+    module, deps = _stage_commands()[stage]
+    graph = import_graph()
+    # the whole-file params validation every stage runs first can refuse params, never change an
+    # output (a params change is tracked by the stage's params): its own imports are not code deps
+    graph.remove_edges_from(list(graph.out_edges("pipeline.params")))
+    closure = ({module} | nx.descendants(graph, module)) - {"pipeline.params"}
+    files = {str(MODULES[m].relative_to(REPO)) for m in closure}
+    missed = sorted(f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
+    assert not missed, f"dvc.yaml stage {stage} misses code deps: {missed}"

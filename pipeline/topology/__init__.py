@@ -10,7 +10,7 @@ Signals: the sequence recipe on each channel's values.
 
 Engines (``ENGINES``): ``ripser`` (the reference: ripser or gudhi, + persim) and ``fast`` (numba,
 the same output to ~1e-10). Recipes are validated by the params schema (``pipeline.topology.params``), the
-one copy of each rule. The math only: the topology stage (pipeline.topology_job) runs it on shards.
+one copy of each rule. The math only: the topology stage (pipeline.topology_stage) runs it on shards.
 """
 from __future__ import annotations
 
