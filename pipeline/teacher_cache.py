@@ -30,7 +30,6 @@ and renames the store into place when complete.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -48,13 +47,13 @@ from pipeline.errors import PipelineError
 from pipeline.inputs import Inputs
 from pipeline.params import Params
 from pipeline.runtime import identity_hash, prepare_inputs, prepare_models
+from pipeline.staging import Staging, open_staging, publish_store
 from pipeline.store import create_array, create_group, open_split, split_path, write_json
 from pipeline.training.batches import epoch_order, make_batch
 from pipeline.training.params import TrainParams
 from pipeline.training.setup import STORES, input_identity, load_run_inputs, load_teachers, start
 
 STORE = "train.zarr"
-MARKER = "done.json"
 LOGIT_SHARD = 4096  # samples per shard of the logits arrays
 
 
@@ -165,41 +164,28 @@ def _group_count(teachers: Mapping[str, torch.nn.Module], inputs: Inputs) -> int
     return len(teachers[key](inputs.model_input(name, inputs.splits["train"][name][:1]))[1])
 
 
-def _resume_point(staging: Path, key: str) -> list[int] | None:
-    """Epochs already in the staging store when it belongs to this cache; None otherwise."""
-    marker = staging / MARKER
-    if not (marker.is_file() and (staging / STORE / "zarr.json").is_file()):
-        return None
-    try:
-        state = json.loads(marker.read_text())
-    except ValueError:
-        return None
-    return list(state["epochs"]) if state.get("key") == key else None
-
-
 def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
                   needs: Mapping[str, tuple[str, ...]], train: TrainParams, identity: str,
-                  passes: int, print_fn: Callable[[str], None]) -> tuple[zarr.Group, list[int], str]:
-    """The staging store (resumed when it holds epochs of this very cache, else created) and
-    the epochs it already holds."""
-    key = identity_hash(identity, dict(needs))  # what is stored matters as much as for whom
-    done = _resume_point(staging, key)
-    if done is None:
-        locations.rmtree(staging)
-        staging.mkdir(parents=True)
-        n, batch_size = len(inputs.splits["train"]["y"]), train.batch_size
+                  passes: int, print_fn: Callable[[str], None]) -> tuple[Staging, zarr.Group, list[int]]:
+    """The staging store (resumed when it holds epochs of this very cache, else created; through
+    pipeline.staging, as the topology stage's shards) and the epochs it already holds."""
+    n, batch_size = len(inputs.splits["train"]["y"]), train.batch_size
+
+    def create(st: Staging) -> None:  # before the stamp: a half-made store is never resumed
         groups = _group_count(teachers, inputs)
         attrs = {"identity": identity, "seed": train.seed, "epochs": train.epochs,
                  "batch_size": batch_size, "n": n, "groups": groups,
                  "needs": {k: list(v) for k, v in needs.items()},
                  "map_epochs": passes if any(needs.values()) else 0}
-        _create_store(staging / STORE, attrs,
+        _create_store(Path(st.path(STORE)), attrs,
                       _shapes(needs, n, train.epochs, batch_size, inputs.num_classes, groups))
-        done = []
-        write_json(staging / MARKER, {"key": key, "epochs": done})
-    else:
+
+    key = identity_hash(identity, dict(needs))  # what is stored matters as much as for whom
+    st = open_staging(staging, key, print_fn, prepare=create)
+    done = sorted(int(unit.split("-")[1]) for unit in st.done_units() if unit.startswith("epoch-"))
+    if st.resumed:
         print_fn(f"teachers: resuming, {len(done)} of {passes} epochs already in {staging}")
-    return zarr.open_group(str(staging / STORE), mode="r+", zarr_format=3), done, key
+    return st, zarr.open_group(str(st.path(STORE)), mode="r+", zarr_format=3), done
 
 
 def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
@@ -211,8 +197,8 @@ def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: 
     n = len(inputs.splits["train"]["y"])
     passes = train.epochs if any(needs.values()) else 1  # logits alone: one pass
     staging = Path(staging)
-    group, done, key = _open_staging(staging, teachers, inputs, needs, train, identity, passes,
-                                     print_fn)
+    st, group, done = _open_staging(staging, teachers, inputs, needs, train, identity, passes,
+                                    print_fn)
     for epoch in tqdm(range(passes), desc="teachers", unit="epoch"):
         if epoch in done:
             continue
@@ -227,20 +213,18 @@ def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: 
         for name, values in (logits or {}).items():
             group[f"logits_{name}"][...] = values
         group["order"][epoch] = order.numpy().astype(np.int32)
-        done.append(epoch)
-        write_json(staging / MARKER, {"key": key, "epochs": done})
-    return _publish(staging, Path(out_dir), group)
+        st.mark_done(f"epoch-{epoch:06d}")  # after the epoch's arrays: a killed write is redone
+    return _publish(st, Path(out_dir), group)
 
 
-def _publish(staging: Path, out_dir: Path, group: zarr.Group) -> dict[str, Any]:
+def _publish(st: Staging, out_dir: Path, group: zarr.Group) -> dict[str, Any]:
     """Fill the orders of epochs that computed no maps, then move the store into place."""
     attrs = dict(group.attrs)
     for epoch in range(attrs["map_epochs"] or 1, attrs["epochs"]):  # logits-only caches
         group["order"][epoch] = epoch_order(attrs["seed"], epoch, attrs["n"]).numpy().astype(np.int32)
     out_dir.mkdir(parents=True, exist_ok=True)
-    locations.rmtree(out_dir / STORE)
-    os.replace(staging / STORE, out_dir / STORE)
-    locations.rmtree(staging)
+    publish_store(st.path(STORE), out_dir / STORE)
+    st.discard()
     size = sum(p.stat().st_size for p in (out_dir / STORE).rglob("*") if p.is_file())
     summary = {"cached": True, **{k: attrs[k] for k in ("n", "epochs", "batch_size", "needs", "map_epochs")},
                "bytes": size}
