@@ -79,8 +79,8 @@ for s in $SEEDS; do   # teacher 2 on stacked sequence + cubical PIs
     -S 'topology.image.filtrations=[sequence,cubical]'
 done
 
-# DVC queues a name twice without a word, and the two runs then share it: refuse any name that
-# this commit's experiments or the queue already hold, or that the script repeats.
+# DVC queues a name twice without a word and keeps one of the two runs (both report Success):
+# refuse any name that this commit's experiments or the queue already hold, or that repeats.
 taken=$( { dvc exp ls --name-only; dvc queue status | awk '$NF ~ /^(Queued|Running|Success|Failed)$/ {print $2}'; } 2>/dev/null || true)
 clash=$(printf '%s\n' "${names[@]}" | sort | uniq -d; printf '%s\n' "${names[@]}" | grep -x -F -f <(printf '%s\n' "$taken" | grep .) || true)
 if [ -n "$clash" ]; then
