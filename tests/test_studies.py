@@ -18,7 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "studies").glob("*.sh"))
-STUDIES = [p for p in SCRIPTS if "dvc exp run --queue" in p.read_text()]
+STUDIES = [p for p in SCRIPTS   # the scripts that queue experiments themselves (not in a comment)
+           if any("dvc exp run --queue" in line.split("#")[0] for line in p.read_text().splitlines())]
 SEP = "\x1f"
 
 # distill's per-method layout: {methods, anneal, teacher_cache, <method>: {keys}}
