@@ -4,9 +4,11 @@
 # students, 3 epochs of Adam (lr 0.0005, batch 64), one thread per run, seeds 0-2. One experiment
 # per seed x variant, named grid-<variant>-s<seed>. The queue runs them in the order queued: the
 # base (the authors' alpha 0.99 and mean KL, kd + sp + tgd) for every seed first, then each
-# variant over the seeds. A variant trains only the students it changes (distill.methods); the
-# stages it shares with a run already finished (prepare, topology, the teachers, scratch) come
-# back from DVC's run cache instead of running again.
+# variant over the seeds. A variant distils only the students it changes (distill.methods).
+# DVC's run cache gives back the stages whose outputs are all cached (prepare, topology) when a
+# finished run had the same inputs; the training stages keep their DVCLive folders in Git
+# (cache: false), which turns their run cache off, so every run trains its teachers and scratch
+# student again (measured: a repeated run restored prepare and topology, retrained the rest).
 #
 #   mkdir -p data/raw && tar -xzf cifar10-jpeg.tar.gz -C data/raw
 #   bash studies/cpu-grid.sh [DATA]          # DATA: default data/raw/cifar10-jpeg

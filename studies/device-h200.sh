@@ -3,8 +3,8 @@
 # 16 CPU cores; studies/device-run.sh calls this there): the user's setting (the paper's models,
 # 20 epochs, seeds 0-2: h200-paper-s<seed>) first, then §1c's 2-core grid on the GPU (alpha x KL
 # reduction, and teacher 2's filtrations: h200-grid-<variant>-s<seed>). The queue runs them in
-# the order queued, JOBS at a time; stages a run shares with a finished one come back from DVC's
-# run cache.
+# the order queued, JOBS at a time. DVC's run cache gives back prepare and topology when a
+# finished run had the same inputs; the training stages (DVCLive folders in Git) run every time.
 #
 #   bash studies/device-h200.sh DATA         # DATA: the unpacked cifar10-jpeg folder
 #
