@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from pipeline import figures, layout
 from pipeline import metrics as M
 from pipeline.checkpoint import load_model
-from pipeline.export import onnx_latency_ms, read_check
+from pipeline.export import onnx_latency_ms, read_check, verify_export
 from pipeline.inputs import Inputs, Normalizer, load_inputs, to_unit
 from pipeline.params import EvaluateParams, Params
 from pipeline.store import write_json
@@ -71,7 +71,7 @@ def cost_metrics(name: str, model: nn.Module, shape: tuple[int, ...], cfg: Evalu
                            "torch_b1_ms": M.cpu_latency_ms(model, shape, repeats=cfg.latency_repeats)}
     check = read_check(name)
     if check is not None:
-        onnx = layout.export_dir(name) / "model.onnx"
+        onnx = verify_export(name, model)  # exported from this very checkpoint, else one line
         # a batch call does `latency_batch` times the work: fewer calls give as steady a median
         batch_repeats = max(3, cfg.latency_repeats // 4)
         out.update(onnx_bytes=check["size_bytes"], onnx_max_abs_logit_diff=check["max_abs_logit_diff"],

@@ -9,7 +9,9 @@ split's per-channel normalisation is part of the graph, so a device only scales 
     output "logits": float32 (batch, classes); softmax gives probabilities.
 
 The batch axis is dynamic. The file carries the model's name, architecture, class names and
-input description as ONNX metadata. Files go to `data/export/<model>/model.onnx` next to
+input description as ONNX metadata, and the identity of the checkpoint it was exported from
+(`weights`: a digest of its weights; `fingerprint`: its training run's): evaluate times a file
+only when that identity is its own model's checkpoint's (`verify_export`). Files go to `data/export/<model>/model.onnx` next to
 `check.json` (the agreement with PyTorch), not into `data/models/<model>/`: that folder is the
 training stage's output, and DVC forbids a second stage writing inside another's output.
 """
@@ -26,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from pipeline import layout
-from pipeline.checkpoint import load_model
+from pipeline.checkpoint import load_model, state_digest
 from pipeline.errors import ExportError
 from pipeline.inputs import Inputs, Normalizer, load_inputs, to_unit
 from pipeline.metrics import logits_of, median_ms, predict
@@ -76,15 +78,36 @@ def export_onnx(module: nn.Module, sample: Tensor, path: str | Path, opset: int,
     return path
 
 
+def check_opset(opset: int) -> None:
+    """`export.opset` within the opsets of the installed exporter, from torch.onnx's own constants
+    (the params schema reads the same file without torch; this is the check at the start of the
+    export stage, before any work, should that reading have found nothing)."""
+    try:
+        from torch.onnx import _constants
+        low, high = _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except (ImportError, AttributeError):  # another PyTorch layout: the exporter itself decides
+        return
+    if not low <= opset <= high:
+        raise ExportError(f"export.opset={opset}: not supported by the installed PyTorch's ONNX exporter "
+                          f"(opsets {low} to {high}); set export.opset in params.yaml")
+
+
 def onnx_session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session with `threads` intra-op threads (0 = onnxruntime's choice)."""
+    """An onnxruntime CPU session with `threads` intra-op threads (0 = onnxruntime's choice);
+    a missing or unreadable file fails in one line naming it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if not Path(path).is_file():
+        raise ExportError(f"{path}: ONNX file not found; run the export stage (dvc repro export)")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's InvalidProtobuf, InvalidGraph, Fail, ...
+        raise ExportError(f"{path}: not a readable ONNX file ({type(error).__name__}: truncated or "
+                          "edited?); re-run the export stage (dvc repro -f export)") from None
 
 
 def onnx_logits(session, x: Tensor, batch_size: int) -> Tensor:
@@ -118,6 +141,34 @@ def onnx_latency_ms(path: str | Path, input_shape: tuple[int, ...], batch: int, 
     return median_ms(lambda: session.run([OUTPUT], {INPUT: x}), repeats, warmup)
 
 
+def weights_digest(model: nn.Module) -> str:
+    """The identity of a model's weights (what export records and evaluate checks)."""
+    return state_digest(model.state_dict())
+
+
+def verify_export(name: str, model: nn.Module) -> Path:
+    """`name`'s ONNX file, once its metadata says it was exported from `model`'s weights (the
+    checkpoint evaluate loaded); else one line naming the file and the mismatch."""
+    path = layout.export_dir(name) / "model.onnx"
+    meta = onnx_session(path).get_modelmeta().custom_metadata_map
+    source, weights, mine = meta.get("model"), meta.get("weights"), weights_digest(model)
+    again = "re-run the export stage (dvc repro -f export)"
+    if source is None or weights is None:
+        raise ExportError(f"{path}: records no checkpoint it was exported from (model "
+                          f"{source!r}, weights {weights!r}); {again}")
+    if source != name:
+        raise ExportError(f"{path}: exported from {source}'s checkpoint (weights {weights[:12]}), "
+                          f"not {name}'s; {again}")
+    if weights != mine:
+        raise ExportError(f"{path}: exported from other weights of {name} ({weights[:12]}) than its "
+                          f"checkpoint's ({mine[:12]}); {again}")
+    check = read_check(name)
+    if check is None or (check.get("model"), check.get("weights")) != (name, weights):
+        raise ExportError(f"{path.with_name('check.json')}: not the record of this model.onnx "
+                          f"(model {None if check is None else check.get('model')!r}); {again}")
+    return path
+
+
 def model_names(params: Params) -> list[str]:
     """The models the stage exports: every student, the teachers when `export.teachers`."""
     students = layout.student_names(params.distill.methods)
@@ -134,12 +185,14 @@ def export_model(name: str, inputs: Inputs, params: Params) -> dict[str, Any]:
     only when they agree (a failed check leaves no model.onnx behind)."""
     cfg, checkpoint = params.export, params.evaluate.checkpoint
     model, meta = load_model(layout.model_dir(name) / f"{checkpoint}.pt")
+    weights = weights_digest(model)  # before any call: the identity evaluate checks the file by
     key = meta["input_key"]
     x = _test_input(inputs, key)
     module = Deployable(model, inputs.normalizers[key]).eval()
     reference = predict(module, x, cfg.batch_size)
     kind = "pi" if key == "pi" else inputs.modality
-    metadata = {"model": name, "arch": meta["arch"], "checkpoint": checkpoint,
+    metadata = {"model": name, "arch": meta["arch"], "checkpoint": checkpoint, "weights": weights,
+                "fingerprint": str(meta.get("fingerprint", "")),
                 "classes": json.dumps(inputs.classes), "input": INPUT_DESCRIPTION[kind]}
     target = layout.export_dir(name) / "model.onnx"
     staged = export_onnx(module, x[:2], target.with_suffix(".onnx.tmp"), cfg.opset, metadata)
@@ -159,6 +212,7 @@ def export_model(name: str, inputs: Inputs, params: Params) -> dict[str, Any]:
 
 def export_all(params: Params) -> list[dict[str, Any]]:
     """The export stage: every model of `model_names`, each checked; returns their records."""
+    check_opset(params.export.opset)  # before any work: the installed exporter's own range
     inputs = load_inputs(prepared_dir=layout.PREPARED,
                          topology_dir=layout.TOPOLOGY if params.export.teachers else None)
     return [export_model(name, inputs, params) for name in model_names(params)]
@@ -167,4 +221,13 @@ def export_all(params: Params) -> list[dict[str, Any]]:
 def read_check(name: str) -> dict[str, Any] | None:
     """A model's export record, or None when the model was not exported."""
     path = layout.export_dir(name) / "check.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        record = None
+    if not isinstance(record, dict):
+        raise ExportError(f"{path}: not an export record (damaged JSON); re-run the export stage "
+                          "(dvc repro -f export)")
+    return record

@@ -19,7 +19,9 @@ stage, the data stages included, checks the whole file first: a bad `train.epoch
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -53,12 +55,39 @@ class EvaluateParams(Section):
         return value
 
 
+@functools.cache
+def exporter_opsets() -> tuple[int, int] | None:
+    """The opsets the installed PyTorch's TorchScript ONNX exporter supports, `(min, max)`, read
+    from torch's own constants file (torch/onnx/_constants.py) without importing torch; None when
+    that file is not found or not as expected (the export stage then checks with torch itself,
+    pipeline.export.check_opset)."""
+    try:
+        spec = importlib.util.find_spec("torch")  # a top-level name: found, not imported
+        folder = next(iter(spec.submodule_search_locations or []))
+        tree = ast.parse(Path(folder, "onnx", "_constants.py").read_text())
+    except (AttributeError, ImportError, OSError, SyntaxError, StopIteration, ValueError):
+        return None
+    found = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+             and isinstance(node.value, ast.Constant) for t in node.targets if isinstance(t, ast.Name)}
+    low, high = found.get("ONNX_MIN_OPSET"), found.get("ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET")
+    return (low, high) if isinstance(low, int) and isinstance(high, int) else None
+
+
 class ExportParams(Section):
     teachers: bool
     opset: int = Field(ge=7)
     max_abs_diff: float = Field(gt=0.0)
     min_top1_agreement: float = Field(ge=0.0, le=100.0)
     batch_size: int = Field(gt=0)
+
+    @field_validator("opset")
+    @classmethod
+    def _exporter_supports(cls, value: int) -> int:
+        supported = exporter_opsets()
+        if supported and not supported[0] <= value <= supported[1]:
+            raise ValueError(f"opset {value} is not supported by the installed PyTorch's ONNX exporter "
+                             f"(opsets {supported[0]} to {supported[1]})")
+        return value
 
 
 class Params(Section):
