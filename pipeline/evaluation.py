@@ -24,6 +24,7 @@ from pipeline.inputs import Inputs, Normalizer, load_inputs, to_unit
 from pipeline.params import EvaluateParams, Params
 from pipeline.store import write_json
 from pipeline.runtime import select_device
+from pipeline.titles import count, dataset_title
 
 QUALITY_KEYS = ("acc", "top5", "ece", "params", "macs", "onnx_bytes")  # -> evaluate.json
 TIMING_KEYS = ("torch_b1_ms", "onnx_b1_ms", "onnx_b64_ms")            # -> timing.json
@@ -108,20 +109,37 @@ def flat_metrics(results: list[dict[str, Any]], keys: tuple[str, ...], noise: bo
     return flat
 
 
+def dataset_seed(params: Params) -> str:
+    """`CIFAR-10, seed 0`: the data set by its display name (`data.name` names a loader)."""
+    return f"{dataset_title(params.data.name, params.data.root)}, seed {params.train.seed}"
+
+
+def _live_series(model: str, metric: str) -> list[tuple[int, float]]:
+    return figures.read_live_series(layout.live_dir(model) / "plots" / "metrics" / f"{model}_{metric}.tsv")
+
+
 def write_plot_tables(params: Params) -> None:
-    """The per-epoch series dvc.yaml's line charts draw, from the training stages' DVCLive logs."""
-    curves = {m: figures.read_live_series(layout.live_dir(m) / "plots" / "metrics" / f"{m}_acc.tsv")
-              for m in model_names(params)}
-    figures.write_series(layout.EVALUATE_PLOTS / "test_accuracy.csv", {m: c for m, c in curves.items() if c},
-                         "test_accuracy")
-    shares = {f"group {g}": figures.read_live_series(layout.live_dir("tgd") / "plots" / "metrics" /
-                                                     f"tgd_share_g{g}.tsv") for g in (1, 2, 3)}
-    figures.write_series(layout.EVALUATE_PLOTS / "tgd_teacher2_share.csv", {g: s for g, s in shares.items() if s},
-                         "teacher2_share")
+    """The per-epoch series, from the training stages' DVCLive logs: as the CSVs dvc.yaml's line
+    charts draw, and as PNGs of the same series (Vega needs a CDN; a PNG reads offline)."""
+    curves = {m: c for m in model_names(params) if (c := _live_series(m, "acc"))}
+    figures.write_series(layout.EVALUATE_PLOTS / "test_accuracy.csv", curves, "test_accuracy")
+    epochs = max((e for c in curves.values() for e, _ in c), default=0)
+    figures.plot_curves({"": curves}, layout.EVALUATE_PLOTS / "test_accuracy.png",
+                        f"Test accuracy per epoch, every model ({dataset_seed(params)}, {count(epochs, 'epoch')})",
+                        "test accuracy (%)", empty="no model logged a test accuracy (data/live/<model>)")
+    # teacher 2's share, logged by the two-teacher methods (tgd, tpkd): the CSV is tgd's
+    shares = {m: {f"group {g}": s for g in (1, 2, 3) if (s := _live_series(m, f"share_g{g}"))}
+              for m in params.distill.methods}
+    figures.write_series(layout.EVALUATE_PLOTS / "tgd_teacher2_share.csv", shares.get("tgd", {}), "teacher2_share")
+    figures.plot_curves(shares, layout.EVALUATE_PLOTS / "teacher2_share.png",
+                        f"Share of teacher 2 (topology) in the merged similarity maps, per group and epoch "
+                        f"({dataset_seed(params)})", "teacher-2 share of the merged map (0-1)",
+                        empty=f"No two-teacher method (tgd, tpkd) logged teacher 2's share: distill.methods is "
+                              f"[{', '.join(params.distill.methods)}]")
 
 
 def write_figures(results: list[dict[str, Any]], params: Params, classes: list[str]) -> None:
-    where = f"test split of {params.data.name}, seed {params.train.seed}, {params.evaluate.checkpoint} checkpoints"
+    where = f"test split of {dataset_seed(params)}, {params.evaluate.checkpoint} checkpoints"
     by_name = {r["model"]: r for r in results}
     figures.plot_confusions({n: r["confusion"] for n, r in by_name.items()}, classes,
                             layout.EVALUATE_PLOTS / "confusion.png", f"Confusion matrices ({where})")
@@ -192,7 +210,8 @@ WHERE = ("Figures: data/plots/ (`dvc plots show` draws them into dvc_plots/index
 def markdown_report(results: list[dict[str, Any]], params: Params, classes: int, warnings: list[str]) -> str:
     lines = [
         "# Evaluation report", "",
-        f"Data set `{params.data.name}` ({classes} classes, {results[0]['n']} test samples), seed "
+        f"Data set {dataset_title(params.data.name, params.data.root)} (loader `{params.data.name}`, "
+        f"{count(classes, 'class')}, {count(results[0]['n'], 'test sample')}), seed "
         f"{params.train.seed}, checkpoint `{params.evaluate.checkpoint}` of every model (`last` = the final "
         "epoch; `best` = the epoch with the best test accuracy, which is optimistic).", "",
         comparison_table(results, classes), "",

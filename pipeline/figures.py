@@ -2,7 +2,9 @@
 
 `dvc plots show` renders what dvc.yaml's top-level `plots:` names: the per-epoch CSVs written
 here (one row per model or group and epoch, drawn by `plots/lines.json` as one line each) and
-the PNGs. Every figure says what it shows, on which data set and seed, in its title.
+the PNGs. Its Vega charts need the Vega scripts from a CDN; every per-epoch series is also drawn
+here as a PNG (`plot_curves`), so that every figure reads offline. Every figure says what it
+shows, on which data set and seed, in its title.
 """
 from __future__ import annotations
 
@@ -14,15 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.titles import wrap_title
+
 PNG_DPI = 120
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = None):
     """A matplotlib figure on the Agg canvas (no pyplot: no global state, no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=PNG_DPI)
+    figure = Figure(figsize=(width, height), dpi=PNG_DPI, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
@@ -68,6 +72,43 @@ def write_series(path: str | Path, series: Mapping[str, list[tuple[int, float]]]
 
 
 # --------------------------------------------------------------------------- PNGs
+Series = Mapping[str, Sequence[tuple[int, float]]]
+
+
+def plot_curves(panels: Mapping[str, Series], path: str | Path, title: str, ylabel: str,
+                empty: str = "no series logged") -> Path:
+    """Per-epoch lines: one panel per key of `panels` (titled by it, untitled when the key is
+    ""), one line per series (a model, a group) with a marker per epoch; the series of the CSVs
+    (`write_series`). Without any point, one panel saying `empty` (a file all the same: dvc.yaml
+    names it, and a missing plot is a load error)."""
+    from matplotlib.ticker import MaxNLocator
+
+    shown = {name: {k: v for k, v in series.items() if v} for name, series in panels.items()}
+    shown = {name: series for name, series in shown.items() if series}
+    figure = _figure(max(6.4, 4.6 * len(shown)), 4.0, layout="constrained")
+    if not shown:
+        ax = figure.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, empty, ha="center", va="center", wrap=True, fontsize=9)
+        ax.set_axis_off()
+    for i, (name, series) in enumerate(shown.items()):
+        ax = figure.add_subplot(1, len(shown), i + 1)
+        for label, points in series.items():
+            epochs, values = zip(*points)
+            ax.plot(epochs, values, marker="o", markersize=3, linewidth=1.2, label=label)
+        epochs = [e for points in series.values() for e, _ in points]
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)   # one epoch too is a readable axis
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        if name:
+            ax.set_title(name, fontsize=9)
+    figure.suptitle(wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
+    return _save(figure, path)
+
+
 def plot_confusions(confusions: Mapping[str, Any], classes: Sequence[str], path: str | Path,
                     title: str, max_labels: int = 12) -> Path:
     """One panel per model: rows true class, columns predicted, colour = share of the true
@@ -94,7 +135,7 @@ def plot_confusions(confusions: Mapping[str, Any], classes: Sequence[str], path:
                 if n:
                     ax.text(c, r, str(n), ha="center", va="center", fontsize=5,
                             color="white" if share[r, c] > 0.5 else "black")
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
     figure.tight_layout(rect=(0, 0, 0.93, 1))  # room for the colour bar on the right
     figure.colorbar(image, cax=figure.add_axes((0.945, 0.2, 0.012, 0.6)), label="share of the true class")
     return _save(figure, path)
@@ -121,7 +162,7 @@ def plot_reliability(bins: Mapping[str, Mapping[str, list]], eces: Mapping[str, 
         ax.set_xlabel("confidence (max softmax)", fontsize=8)
         ax.set_ylabel("accuracy (fraction)", fontsize=8)
     figure.axes[0].legend(loc="upper left", fontsize=7)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -151,6 +192,6 @@ def plot_students(results: Sequence[Mapping[str, Any]], path: str | Path, title:
     right.bar(x, [r["ece"] for r in results], 0.6, color="tab:gray")
     right.set_xticks(x, names, rotation=45)
     right.set(ylabel="expected calibration error (0-1)", xlabel="student")
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(wrap_title(title, figure.get_figwidth(), 10), fontsize=10)
     figure.tight_layout()
     return _save(figure, path)

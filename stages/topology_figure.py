@@ -2,6 +2,7 @@
 the first classes beside its persistence images, read from data/prepared and data/topology."""
 from pipeline import layout
 from pipeline.params import load_params
+from pipeline.titles import dataset_title
 from pipeline.topology_figure import draw_from_stores
 from stages._cli import run
 
@@ -9,8 +10,9 @@ FIGURE = layout.PLOTS / "persistence_images.png"
 
 
 def main() -> None:
-    load_params()  # the whole file, as every stage: a bad key anywhere fails before any work
-    print(f"topology_figure: {draw_from_stores(layout.PREPARED, layout.TOPOLOGY, FIGURE)}")
+    params = load_params()  # the whole file, as every stage: a bad key anywhere fails before any work
+    dataset = dataset_title(params.data.name, params.data.root)   # the title's data set
+    print(f"topology_figure: {draw_from_stores(layout.PREPARED, layout.TOPOLOGY, FIGURE, dataset=dataset)}")
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ def test_repro_then_experiment_reruns_only_downstream_stages(project):
     assert "tgd_onnx_b1_ms" in json.loads((project / "data/metrics/timing.json").read_text())
     plots = sh(project, "dvc", "plots", "show", "--json")
     rendered = json.loads(plots[plots.index("{"):])
-    # the evaluate stage's five comparison figures and the topology_figure stage's persistence images
-    assert not rendered.get("errors") and len(rendered["data"]) == 6, rendered.get("errors")
+    # the evaluate stage's seven comparison figures (two Vega charts, the PNGs of their series and
+    # three more PNGs) and the topology_figure stage's persistence images
+    assert not rendered.get("errors") and len(rendered["data"]) == 8, rendered.get("errors")
     assert "data/plots/persistence_images.png" in rendered["data"]
 
     status = sh(project, "dvc", "status")
