@@ -17,6 +17,7 @@ from pipeline.errors import CheckpointError
 from pipeline.inputs import Inputs, load_inputs
 from pipeline.params import Params
 from pipeline.runtime import identity_hash, seed_everything, select_device, set_threads
+from pipeline.store import content_digest
 
 STORES = {"x": layout.PREPARED, "pi": layout.TOPOLOGY}  # where each kind of input lives
 
@@ -30,9 +31,10 @@ def start(params: Params) -> torch.device:
 
 
 def input_identity(directory: Path) -> str:
-    """Cheap identity of a store folder: its summary files (shapes, counts, statistics)."""
-    parts = [p.read_text() for p in sorted(directory.glob("*.json"))]
-    return identity_hash(str(directory), parts)
+    """Identity of a store folder (data/prepared, data/topology): a content hash of every file in
+    it (pipeline.store.content_digest: the stores' zarr.json metadata, so each array's dtype and
+    shape, and their shard files, so the samples themselves), computed once per process."""
+    return identity_hash(str(directory), content_digest(directory))
 
 
 def load_run_inputs(keys: tuple[str, ...]) -> Inputs:
