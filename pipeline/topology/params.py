@@ -12,6 +12,19 @@ from pydantic import Field, field_validator
 from pipeline.schema import Section, valid_range
 from pipeline.topology.engine_names import ENGINES
 
+# The absurd bound on `resolution`: one 1024 x 1024 float32 PI is 4 MB a channel a sample (the
+# paper's is 50 x 50, 10 kB). Whether a resolution below it fits depends on the sample count, the
+# channels and the machine: the topology stage checks that before it creates the stores
+# (pipeline.topology_stage.checks.check_sizes).
+MAX_RESOLUTION = 1024
+
+
+def _resolution(value: int) -> int:
+    if value > MAX_RESOLUTION:
+        raise ValueError(f"must be at most {MAX_RESOLUTION} (a {MAX_RESOLUTION} x {MAX_RESOLUTION} persistence image "
+                         "is 4 MB a channel a sample; the paper's is 50)")
+    return value
+
 
 class ImageRecipe(Section):
     """topology.image: the persistence-image recipe of images (docs/topology.md)."""
@@ -27,6 +40,7 @@ class ImageRecipe(Section):
     normalize: bool
     min_max: float = Field(ge=0.0)              # a PI whose raw maximum is below it is stored as zeros
 
+    _check_resolution = field_validator("resolution")(classmethod(lambda cls, v: _resolution(v)))
     _check_birth = field_validator("birth_range")(classmethod(lambda cls, v: valid_range(v)))
     _check_pers = field_validator("pers_range")(classmethod(lambda cls, v: valid_range(v)))
 
@@ -62,6 +76,7 @@ class SignalRecipe(Section):
     pers_range: list[float]
     normalize: bool
 
+    _check_resolution = field_validator("resolution")(classmethod(lambda cls, v: _resolution(v)))
     _check_birth = field_validator("birth_range")(classmethod(lambda cls, v: valid_range(v)))
     _check_pers = field_validator("pers_range")(classmethod(lambda cls, v: valid_range(v)))
 

@@ -18,12 +18,14 @@ from pipeline.store import SPLITS, open_split, split_path, tree_digest
 import pipeline.topology_stage.publish as publish
 from pipeline.topology_stage.backends import parallel_backend
 from pipeline.topology_stage.blocks import pi_shape, recipe_for, warm_up
+from pipeline.topology_stage.checks import check_sizes
 from pipeline.topology_stage.planning import plan_tasks, unfinished
 from pipeline.topology_stage.statistics import STATS
 from pipeline.topology_stage.task import run_task
 
 DEFAULT_STAGING = STAGING / "topology"
-STAGING_LAYOUT = 2  # 2: training shards' sums in stats/ (a staging folder of layout 1 is discarded)
+# 2: training shards' sums in stats/; 3: with their degenerate-PI counts (an older staging folder is discarded)
+STAGING_LAYOUT = 3
 
 
 def staging_identity(prepared_dir: Path | str, modality: str, engine: str, recipe: dict[str, Any],
@@ -60,6 +62,7 @@ def compute_topology(prepared_dir: str | Path, out_dir: str | Path, cfg: dict[st
     engine, dtype = cfg["engine"], cfg.get("dtype", "float32")
     x = sources["train"]["x"]
     shape = pi_shape(x.shape, modality, recipe)
+    check_sizes(sources, shape, dtype, cfg, modality, root)  # before any store or worker
     with parallel_backend(cfg) as n_jobs, joblib.Parallel(return_as="generator_unordered") as parallel:
         # The workers start once and load the engine while the parent hashes its inputs (the
         # warm-up also checks the recipe); none are started when every shard is already done.

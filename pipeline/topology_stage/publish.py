@@ -14,6 +14,8 @@ from pipeline import locations
 from pipeline.errors import TopologyError
 from pipeline.staging import Staging, publish_store
 from pipeline.store import SPLITS, split_path, write_json
+from pipeline.topology.filtrations import channel_labels
+from pipeline.topology_stage.checks import check_yield
 from pipeline.topology_stage.planning import shard_counts, shard_unit
 from pipeline.topology_stage.statistics import channel_mean_std, read_sums
 
@@ -28,7 +30,10 @@ def finish(sources: dict[str, zarr.Group], staging: Staging, out_dir: Path | str
                if not staging.is_done(shard_unit(split, i))]
     if missing:  # every task returned, so this is a bug, never a state to publish
         raise TopologyError(f"{staging.root}: shards {missing[:5]} have no done marker after the run")
-    mean, std = channel_mean_std(read_sums(staging, shards["train"]))
+    parts = read_sums(staging, shards["train"])
+    labels = channel_labels(recipe, sources["train"]["x"].shape[-1], modality)
+    check_yield(parts, modality, recipe, labels)  # a recipe that yields nothing is never published
+    mean, std = channel_mean_std(parts)
     if not np.isfinite(mean + std).all():
         raise TopologyError(f"{split_path(staging.root, 'train')}: non-finite persistence-image statistics")
     attrs = {"modality": modality, "engine": engine, "recipe": recipe, "mean": mean, "std": std,

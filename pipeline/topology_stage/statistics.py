@@ -18,12 +18,17 @@ def shard_sums(pis: np.ndarray) -> dict[str, Any]:
     """What a shard adds to the training statistics: value count, per-channel sums and sums of
     squares (float64) of its float32 persistence images (with topology.dtype float16, the values
     before rounding: the statistics differ from the stored values' by float16's ~1e-4, far below
-    what normalisation needs). One pass, no float64 copy of the shard."""
+    what normalisation needs), one pass, no float64 copy of the shard; and per channel the samples
+    whose PI is all zeros or one pixel (`empty`, `peaked` of `samples`: checks.check_yield)."""
     from pipeline.channel_sums import channel_sums  # numba: loaded by the workers only
+    from pipeline.topology_stage.checks import PEAK_SHARE
+    from pipeline.topology_stage.peaks import degenerate_counts
 
     flat = pis.reshape(pis.shape[0], pis.shape[1], -1)
     total, squares = channel_sums(flat)
-    return {"count": int(flat.shape[0] * flat.shape[2]), "sum": total.tolist(), "squares": squares.tolist()}
+    empty, peaked = degenerate_counts(flat, PEAK_SHARE)  # for checks.check_yield
+    return {"count": int(flat.shape[0] * flat.shape[2]), "sum": total.tolist(), "squares": squares.tolist(),
+            "samples": int(flat.shape[0]), "empty": empty.tolist(), "peaked": peaked.tolist()}
 
 
 def _sums_file(staging: Staging, index: int):
