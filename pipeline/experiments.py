@@ -1,10 +1,28 @@
-"""Several DVC experiments as one table: a seed study's means, or paired differences to a baseline.
+"""DVC experiments as tables: the baseline beside each experiment, a seed study's means, or paired
+differences to a baseline model.
+
+Comparison (no names, no --match; or --compare with them): the baseline commit (HEAD), each
+experiment (and the workspace when it holds a run that is neither), the params in which each
+differs from the baseline (`tgd.alpha=0.5`: `distill.` is dropped, long values cut) and every
+model's accuracy and ECE, at most 120 characters wide (models fold into further blocks):
+
+    dvc exp run -n alpha05 -S distill.tgd.alpha=0.5
+    python -m pipeline.experiments                       # the baseline and every experiment
+    python -m pipeline.experiments --compare --match 'alpha*'
 
 Summary (mean ± sample std of accuracy, ECE and accuracy under noise, per model, over runs):
 
     for s in 0 1 2; do dvc exp run -n seed$s -S train.seed=$s; done
     python -m pipeline.experiments seed0 seed1 seed2     # name the runs
     python -m pipeline.experiments --match 'seed*'       # or a glob over experiment names
+
+  Only repeats of one setting are averaged. A run's setting is every param of its params.yaml but
+  train.seed and those that say where and how fast it ran (train.device, num_workers, threads;
+  topology.n_jobs, backend, scheduler, shards_per_task; data.shard_size; distill.teacher_cache;
+  evaluate.batch_size, latency_repeats, latency_batch; export.batch_size). Runs of several
+  settings are refused in one line naming the params that differ; `--ignore KEY` (repeatable; a
+  section name ignores the section) leaves a param out of the setting, e.g. `--ignore data.root`
+  for the same data set at two paths.
 
 Paired differences to a baseline model (`--baseline`): every student model minus the baseline
 on the same seed, with the mean over seeds, its 95 % Student t interval and the per-seed values:
@@ -14,8 +32,8 @@ on the same seed, with the mean over seeds, its 95 % Student t interval and the 
 
   Without `--baseline-match` both sides come from the same experiment: one experiment is one
   seed, and its students share the teachers, the scratch initialisation and the seed, so
-  `tgd_acc - kd_acc` is computed within each experiment. The matched experiments must have
-  distinct `train.seed`s.
+  `tgd_acc - kd_acc` is computed within each experiment. The matched experiments must be
+  repeats of one setting with distinct `train.seed`s.
 
   With `--baseline-match GLOB` the baseline model's metric comes from other experiments, paired
   by `train.seed`: compare a variant against the default run of the same seed, e.g. tgd at
@@ -24,320 +42,152 @@ on the same seed, with the mean over seeds, its 95 % Student t interval and the 
     python -m pipeline.experiments --match 'alpha0.9-*' --baseline-match 'base-*' --baseline kd
     python -m pipeline.experiments --match 'alpha0.9-*' --baseline-match 'base-*' --baseline tgd
 
-  Seeds present on one side only are left out, and the output says which. The interval is
-  mean ± t(0.975, n-1) * s / sqrt(n), s the sample std of the n per-seed differences: it
-  assumes the differences are roughly normal, and needs n >= 2.
+  Each side must be repeats of one setting; the two sides may differ in anything (that is the
+  variant: distill.*, topology.*, train.* ...) but `data.*` and `models.*`: a data set or model
+  that differs between the sides is refused, naming it. Seeds present on one side only are left
+  out, and the output says which. The interval is mean ± t(0.975, n-1) * s / sqrt(n), s the
+  sample std of the n per-seed differences: it assumes the differences are roughly normal, and
+  needs n >= 2.
 
 `--metric` picks the metric suffix (acc, top5, ece, noise0.1_acc, ...; default acc).
 
 The runs come from `dvc exp show --json -A` (experiments on every commit, so runs made before a
 later commit are found), or from a saved copy (`--json FILE`). Only finished runs count; when none
 is found the error says why: no experiments at all, none matching the pattern (with the names
-seen), or matching ones still queued, running, failed or without a metrics file.
+seen), or matching ones still queued, running, failed or without a metrics file. Every error is
+one line on stderr (exit status 1; 2 for a wrong option).
 """
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import json
-import math
-import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
-
-import numpy as np
-from scipy import stats
+from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.layout import EVALUATE_METRICS as METRICS
+from pipeline.experiment_runs import (Run, baseline_rows, collect_runs, experiment_metrics,
+                                      select)
+from pipeline.experiment_settings import require_repeats, require_shared
+from pipeline.experiment_stats import (Paired, paired_differences, paired_table, summary_table,
+                                       t_interval)
+from pipeline.experiment_table import comparison, comparison_rows
 
-FIRST_MODELS = ["teacher_image", "teacher_topology", "scratch"]  # then the methods, by name
-_METRIC = re.compile(r"^(?P<model>.+?)_(?P<what>acc|top5|ece|params|noise(?P<std>[0-9.]+)_acc)$")
-
-
-@dataclass(frozen=True)
-class Run:
-    """One experiment of `dvc exp show --json`: its state and, once finished, its metrics."""
-    name: str
-    commit: str                        # the baseline commit it hangs off
-    state: str                         # done | queued | running | failed
-    params: dict[str, Any]             # params.yaml as the run saw it
-    metrics: dict[str, float] | None   # data/metrics/evaluate.json; None while absent
-    timestamp: str
-
-    @property
-    def finished(self) -> bool:
-        return self.state == "done" and bool(self.metrics)
-
-    @property
-    def why_unfinished(self) -> str:
-        return self.state if self.state != "done" else f"no {METRICS.as_posix()}"
+__all__ = ["Paired", "Run", "collect_runs", "experiment_metrics", "load_exp_show", "main",
+           "paired_differences", "paired_table", "select", "summary_table", "t_interval"]
+DVC = ["dvc", "exp", "show", "--json", "-A"]
 
 
-def _runs(exp_show: list[dict[str, Any]]) -> Iterator[Run]:
-    """Every experiment of `dvc exp show --json [-A]` (baselines and workspace excluded)."""
-    for baseline in exp_show:
-        for experiment in baseline.get("experiments") or []:
-            executor = experiment.get("executor") or {}
-            state = executor.get("state") or "done"
-            for rev in experiment.get("revs") or []:
-                data = rev.get("data") or {}
-                found = ((data.get("metrics") or {}).get(METRICS.as_posix()) or {}).get("data")
-                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
-                yield Run(name=rev.get("name") or experiment.get("name") or rev["rev"][:7],
-                          commit=baseline.get("rev", "")[:7],
-                          state="done" if state == "success" else state,
-                          params=params, metrics=found or None,
-                          timestamp=data.get("timestamp") or "")
+def _read_saved(json_path: str) -> Any:
+    try:
+        text = Path(json_path).read_text()
+    except FileNotFoundError:
+        raise PipelineError(f"--json {json_path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise PipelineError(f"--json {json_path}: cannot read it ({error})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PipelineError(f"--json {json_path}: not JSON ({error}); save it with "
+                            "`dvc exp show --json -A > FILE`") from None
 
 
-def collect_runs(exp_show: list[dict[str, Any]]) -> dict[str, Run]:
-    """{name: run}; a name used on several commits keeps its newest finished run (noted on stderr)."""
-    by_name: dict[str, list[Run]] = {}
-    for run in _runs(exp_show):
-        by_name.setdefault(run.name, []).append(run)
-    chosen = {}
-    for name, runs in by_name.items():
-        runs.sort(key=lambda r: (r.finished, r.timestamp), reverse=True)
-        chosen[name] = runs[0]
-        if len(runs) > 1:
-            print(f"note: experiment {name} exists on commits {', '.join(r.commit for r in runs)}; "
-                  f"using the one on {runs[0].commit}", file=sys.stderr)
-    return chosen
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def experiment_metrics(exp_show: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """{experiment name: the flat evaluation metrics} of the finished experiments."""
-    return {name: run.metrics for name, run in collect_runs(exp_show).items() if run.finished}
-
-
-def select(runs: dict[str, Run], names: list[str], match: str | None) -> dict[str, Run]:
-    """The finished runs named or matching `match`; an error that says why when there are none."""
-    if not names and not match:
-        raise PipelineError("name experiments, or give --match PATTERN")
-    if not runs:
-        raise PipelineError("no DVC experiments in this repository (`dvc exp show -A` lists none); "
-                            "run some first: `dvc exp run -n NAME -S key=value`")
-    unknown = [n for n in names if n not in runs]
-    if unknown:
-        raise PipelineError(f"no experiment named {', '.join(unknown)} "
-                            f"(experiments seen: {', '.join(sorted(runs))})")
-    matched = [n for n in runs if match and fnmatch.fnmatch(n, match)]
-    if match and not matched and not names:
-        raise PipelineError(f"no experiment matches {match!r} "
-                            f"(experiments seen: {', '.join(sorted(runs))})")
-    wanted = list(dict.fromkeys(list(names) + matched))
-    pending = [n for n in wanted if not runs[n].finished]
-    named_pending = [n for n in names if n in pending]
-    if named_pending or len(pending) == len(wanted):
-        which = ", ".join(f"{n} ({runs[n].why_unfinished})" for n in named_pending or pending)
-        subject = "named" if named_pending else f"matching {match!r}"
-        raise PipelineError(f"the experiments {subject} have no metrics yet (queued, running or "
-                            f"failed): {which}; see `dvc queue status`")
-    if pending:
-        print("note: left out, no metrics yet: " +
-              ", ".join(f"{n} ({runs[n].why_unfinished})" for n in pending), file=sys.stderr)
-    return {n: runs[n] for n in wanted if runs[n].finished}
-
-
-def _by_model(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
-    table: dict[str, dict[str, float]] = {}
-    for key, value in metrics.items():
-        found = _METRIC.match(key)
-        if found:
-            table.setdefault(found["model"], {})[found["what"]] = float(value)
-    return table
-
-
-def _model_key(model: str) -> tuple[int, str]:
-    return (FIRST_MODELS.index(model) if model in FIRST_MODELS else len(FIRST_MODELS), model)
-
-
-def _cell(values: list[float], digits: int) -> str:
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
-def summary_table(runs: dict[str, Run]) -> str:
-    """Markdown: one row per model, mean ± sample std over `runs` of each metric."""
-    per_run = [_by_model(run.metrics) for run in runs.values()]
-    models = sorted({m for r in per_run for m in r}, key=_model_key)
-    noise = sorted({w for r in per_run for t in r.values() for w in t if w.startswith("noise")},
-                   key=lambda w: float(w[len("noise"):-len("_acc")]))
-    noise = [w for w in noise if float(w[len("noise"):-len("_acc")]) > 0]
-    columns = [("acc", "acc %", 2), ("top5", "top-5 %", 2), ("ece", "ECE", 4),
-               *((w, f"acc @ noise {w[len('noise'):-len('_acc')]}", 2) for w in noise)]
-    columns = [c for c in columns if any(c[0] in t for r in per_run for t in r.values())]
-    lines = [f"{len(runs)} runs: {', '.join(runs)} (mean ± sample std)", "",
-             "| model | " + " | ".join(title for _, title, _ in columns) + " | params |",
-             "|---|" + "---|" * (len(columns) + 1)]
-    for model in models:
-        cells = [_cell([r[model][key] for r in per_run if key in r.get(model, {})], digits)
-                 for key, _, digits in columns]
-        params = next((r[model]["params"] for r in per_run if "params" in r.get(model, {})), None)
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {'—' if params is None else f'{params:,.0f}'} |")
-    return "\n".join(lines)
-
-
-# --- paired differences --------------------------------------------------------------------
-
-
-def seed_of(run: Run) -> int:
-    seed = (run.params.get("train") or {}).get("seed")
-    if seed is None:
-        raise PipelineError(f"experiment {run.name}: no train.seed in its params.yaml")
-    return seed
-
-
-def by_seed(runs: dict[str, Run]) -> dict[int, Run]:
-    """{train.seed: run}; two runs on one seed cannot both be a paired study's replicate."""
-    seen: dict[int, Run] = {}
-    for run in runs.values():
-        seed = seed_of(run)
-        if seed in seen:
-            raise PipelineError(f"experiments {seen[seed].name} and {run.name} both have "
-                                f"train.seed={seed}: a paired study needs one run per seed; "
-                                "narrow the pattern")
-        seen[seed] = run
-    return seen
-
-
-def t_interval(differences: list[float]) -> tuple[float, float, float] | None:
-    """(mean, low, high): mean ± t(0.975, n-1) s / sqrt(n); None below two values."""
-    n = len(differences)
-    if n < 2:
-        return None
-    mean = float(np.mean(differences))
-    half = stats.t.ppf(0.975, n - 1) * np.std(differences, ddof=1) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-@dataclass
-class Paired:
-    """Per-seed differences `model - baseline` of one metric."""
-    baseline: str
-    metric: str
-    pairs: dict[int, tuple[str, str]]             # seed: (run name, baseline run name)
-    differences: dict[str, dict[int, float]]      # model: {seed: difference}
-    unpaired: list[str]                           # runs whose seed the other side lacks
-
-
-def _students(metrics: dict[str, float], metric: str, skip: str | None) -> dict[str, float]:
-    """{model: its `metric`} for the students (teachers are no method to compare)."""
-    return {model: values[metric] for model, values in _by_model(metrics).items()
-            if metric in values and not model.startswith("teacher_") and model != skip}
-
-
-def paired_differences(runs: dict[str, Run], baseline_runs: dict[str, Run] | None,
-                       baseline: str, metric: str = "acc") -> Paired:
-    """`model_metric - baseline_metric` per seed, for every student model of `runs`; the baseline
-    from the same experiment (`baseline_runs` None) or from `baseline_runs`' run of that seed."""
-    mine = by_seed(runs)
-    theirs = mine if baseline_runs is None else by_seed(baseline_runs)
-    seeds = sorted(set(mine) & set(theirs))
-    unpaired = sorted({r.name for side in (mine, theirs) for s, r in side.items() if s not in seeds})
-    key = f"{baseline}_{metric}"
-    missing = [theirs[s].name for s in seeds if key not in theirs[s].metrics]
-    if missing or not seeds:
-        raise PipelineError(f"no {key} in {', '.join(missing)}" if missing else
-                            "no seed in common between --match and --baseline-match runs")
-    skip = baseline if baseline_runs is None else None   # model - itself in one run is 0
-    differences: dict[str, dict[int, float]] = {}
-    for seed in seeds:
-        for model, value in _students(mine[seed].metrics, metric, skip).items():
-            differences.setdefault(model, {})[seed] = value - float(theirs[seed].metrics[key])
-    if not differences:
-        raise PipelineError(f"no student metric *_{metric} besides {key} in "
-                            f"{', '.join(mine[s].name for s in seeds)}")
-    return Paired(baseline, metric, {s: (mine[s].name, theirs[s].name) for s in seeds},
-                  dict(sorted(differences.items(), key=lambda item: _model_key(item[0]))), unpaired)
-
-
-def _pairs_line(paired: Paired, same_run: bool) -> str:
-    if same_run:
-        return "Pairs (within each run): " + ", ".join(
-            f"seed {s}: {run}" for s, (run, _) in paired.pairs.items())
-    return "Pairs (by train.seed): " + ", ".join(
-        f"seed {s}: {run} − {base}" for s, (run, base) in paired.pairs.items())
-
-
-def paired_table(paired: Paired, same_run: bool) -> str:
-    """Markdown: per model the mean difference, its 95 % t interval and each seed's difference."""
-    digits = 4 if paired.metric == "ece" else 2
-    seeds = list(paired.pairs)
-    quantile = (f"; t(0.975, {len(seeds) - 1}) = {stats.t.ppf(0.975, len(seeds) - 1):.4f}"
-                if len(seeds) > 1 else "")
-    what = (f"model − {paired.baseline} of the same run" if same_run else
-            f"model − {paired.baseline} of the baseline run with the same train.seed")
-    lines = [f"Paired differences in `{paired.metric}`: {what}, per seed "
-             f"({len(seeds)} seeds). Interval: 95 % Student t interval over seeds, "
-             f"mean ± t(0.975, n−1) · s / √n (s: sample std of the per-seed differences{quantile}).",
-             "", _pairs_line(paired, same_run)]
-    if paired.unpaired:
-        lines.append(f"Left out (no run with the same train.seed on the other side): "
-                     f"{', '.join(paired.unpaired)}")
-    lines += ["", f"| model | n | mean − {paired.baseline} | 95 % t interval | "
-              + " | ".join(f"seed {s}" for s in seeds) + " |",
-              "|---|---|---|---|" + "---|" * len(seeds)]
-    for model, per_seed in paired.differences.items():
-        values = [per_seed[s] for s in seeds if s in per_seed]
-        interval = t_interval(values)
-        mean = f"{np.mean(values):+.{digits}f}"
-        span = "—" if interval is None else f"[{interval[1]:+.{digits}f}, {interval[2]:+.{digits}f}]"
-        cells = [f"{per_seed[s]:+.{digits}f}" if s in per_seed else "—" for s in seeds]
-        lines.append(f"| {model} | {len(values)} | {mean} | {span} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# --- command line ---------------------------------------------------------------------------
+def _ask_dvc() -> Any:
+    try:
+        done = subprocess.run(DVC, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise PipelineError("`dvc` is not on PATH: install it (pip install -r requirements.txt), "
+                            "or pass --json FILE (a saved `dvc exp show --json -A`)") from None
+    if done.returncode != 0:
+        why = _one_line(done.stderr or done.stdout) or f"exit status {done.returncode}"
+        raise PipelineError(f"`{' '.join(DVC)}` failed: {why}")
+    starts = [i for i in (done.stdout.find("["), done.stdout.find("{")) if i >= 0]
+    try:
+        return json.loads(done.stdout[min(starts):] if starts else done.stdout)
+    except json.JSONDecodeError as error:
+        raise PipelineError(f"`{' '.join(DVC)}` printed no JSON ({error}): "
+                            f"{_one_line(done.stdout, 120)!r}") from None
 
 
 def load_exp_show(json_path: str | None) -> list[dict[str, Any]]:
     """A saved `dvc exp show --json`, or a fresh one over all commits (`-A`)."""
-    if json_path:
-        return json.loads(Path(json_path).read_text())
-    done = subprocess.run(["dvc", "exp", "show", "--json", "-A"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise PipelineError(f"`dvc exp show --json -A` failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)
+    return _read_saved(json_path) if json_path else _ask_dvc()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # one line, not the usage block
+        self.exit(2, f"error: {message} (python -m pipeline.experiments --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = _Parser(prog="python -m pipeline.experiments", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("names", nargs="*", help="experiment names (dvc exp show)")
     parser.add_argument("--match", help="a glob over experiment names, e.g. 'seed*'")
+    parser.add_argument("--compare", action="store_true",
+                        help="each run beside the baseline (the default without names or --match)")
     parser.add_argument("--baseline", metavar="MODEL",
                         help="paired differences: each student model minus MODEL (kd, scratch, ...)")
     parser.add_argument("--baseline-match", metavar="GLOB",
                         help="take --baseline's metric from these experiments, paired by train.seed")
     parser.add_argument("--metric", default="acc", help="metric suffix: acc, top5, ece, noise0.1_acc, ...")
+    parser.add_argument("--ignore", action="append", default=[], metavar="KEY",
+                        help="a param left out of a run's setting (repeatable), e.g. data.root")
     parser.add_argument("--json", help="a saved `dvc exp show --json` instead of running it")
     return parser
+
+
+def _compare(exp_show: list[dict[str, Any]], runs: dict[str, Run], args) -> str:
+    workspace, baseline = baseline_rows(exp_show)
+    if args.names or args.match:
+        experiments, pending = list(select(runs, args.names, args.match).values()), []
+    else:
+        ordered = sorted(runs.values(), key=lambda r: r.timestamp)
+        experiments = [r for r in ordered if r.finished]
+        pending = [r for r in ordered if not r.finished]
+    rows = comparison_rows(workspace, baseline, experiments)
+    if not rows:
+        raise PipelineError("nothing to compare: no baseline commit and no experiments "
+                            "(`dvc repro`, commit its results, then `dvc exp run -n NAME -S key=value`)")
+    return comparison(rows, baseline, pending)
+
+
+def _tables(args) -> str:
+    if args.baseline_match and not args.baseline:
+        raise PipelineError("--baseline-match needs --baseline MODEL")
+    if args.compare and args.baseline:
+        raise PipelineError("--compare shows each run as it is; it takes no --baseline")
+    exp_show = load_exp_show(args.json)
+    runs = collect_runs(exp_show)
+    if args.compare or not (args.names or args.match or args.baseline):
+        return _compare(exp_show, runs, args)
+    chosen = select(runs, args.names, args.match)
+    require_repeats(chosen, args.ignore, "--match runs" if args.baseline_match else "runs")
+    if not args.baseline:
+        return summary_table(chosen)
+    others = None
+    if args.baseline_match:
+        others = select(runs, [], args.baseline_match)
+        require_repeats(others, args.ignore, "--baseline-match runs")
+        require_shared(chosen, others, args.ignore)
+    paired = paired_differences(chosen, others, args.baseline, args.metric)
+    return paired_table(paired, same_run=others is None)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        if args.baseline_match and not args.baseline:
-            raise PipelineError("--baseline-match needs --baseline MODEL")
-        runs = collect_runs(load_exp_show(args.json))
-        chosen = select(runs, args.names, args.match)
-        if not args.baseline:
-            print(summary_table(chosen))
-            return
-        others = select(runs, [], args.baseline_match) if args.baseline_match else None
-        paired = paired_differences(chosen, others, args.baseline, args.metric)
+        text = _tables(args)
     except PipelineError as error:
         sys.exit(f"error: {error}")
-    print(paired_table(paired, same_run=others is None))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 import json
 import math
 import subprocess
+import sys
 
 import pytest
 from scipy import stats
 
+from conftest import REPO
 from pipeline import experiments
 from pipeline.errors import PipelineError
 from pipeline.experiments import (collect_runs, experiment_metrics, main, paired_differences,
@@ -232,3 +234,138 @@ def test_paired_errors_name_the_culprit(tmp_path):
     saved.write_text(json.dumps(ACROSS))
     with pytest.raises(SystemExit, match="--baseline-match needs --baseline"):
         main(["--json", str(saved), "--match", "a07-*", "--baseline-match", "base-*"])
+
+
+# --- what runs are: repeats of one setting, or refused ----------------------------------------
+
+def _run_with(name: str, params: dict, metrics: dict | None = None) -> dict:
+    """An experiment whose params.yaml is `params` (the seed among them)."""
+    entry = _experiment(name, params["train"]["seed"], metrics or {"kd_acc": 70.0, "tgd_acc": 71.0})
+    entry["revs"][0]["data"]["params"]["params.yaml"]["data"] = params
+    return entry
+
+
+def _params(seed: int = 0, name: str = "digits", teacher: str = "wrn16_1", alpha: float = 0.99,
+            root=None, device: str = "auto") -> dict:
+    return {"data": {"name": name, "root": root}, "train": {"seed": seed, "epochs": 1, "device": device},
+            "models": {"teacher_image": teacher, "teacher_topology": "wrn16_1", "student": "wrn10_1"},
+            "distill": {"tgd": {"alpha": alpha}}}
+
+
+MIXED = _exp_show([
+    _run_with("seed0", _params(0)), _run_with("seed1", _params(1, device="cpu")),
+    _run_with("cifar-seed0", _params(0, "imagefolder", "wrn16_3", root="/data/raw/cifar10-jpeg")),
+    _run_with("cifar-seed1", _params(1, "imagefolder", "wrn16_3", root="/elsewhere/cifar10-jpeg")),
+    _run_with("a05-seed0", _params(0, alpha=0.5)), _run_with("a05-seed1", _params(1, alpha=0.5)),
+    _run_with("cifar-a05-seed0", _params(0, "imagefolder", "wrn16_3", 0.5, root="/data/raw/cifar10-jpeg")),
+])
+
+
+def _error(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main(list(argv))
+    message = str(exit_.value.code) if exit_.value.code not in (None, 2) else capsys.readouterr().err
+    assert message.count("\n") <= 1 and "Traceback" not in message, message
+    return message.strip()
+
+
+def test_runs_of_different_data_sets_and_models_are_not_averaged(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(MIXED))
+    assert _error(capsys, "--json", str(saved), "seed0", "cifar-seed0") == (
+        "error: runs seed0 vs cifar-seed0 differ in data.name (digits vs imagefolder), data.root "
+        "(null vs /data/raw/cifar10-jpeg), models.teacher_image (wrn16_1 vs wrn16_3); compare "
+        "repeats of one setting, or pass --match to pick them")
+    # three settings: each named, and every param in which one differs from the first
+    message = _error(capsys, "--json", str(saved), "--match", "*seed0")
+    assert message.startswith("error: runs seed0 vs cifar-seed0 vs a05-seed0 vs cifar-a05-seed0 differ "
+                              "in data.name (digits vs imagefolder vs digits vs imagefolder), ")
+    assert message.endswith(", distill.tgd.alpha (0.99 vs 0.99 vs 0.5 vs 0.5); compare repeats of one "
+                            "setting, or pass --match to pick them")
+
+
+def test_repeats_of_one_setting_are_averaged_whatever_ran_them(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(MIXED))
+    main(["--json", str(saved), "seed0", "seed1"])   # train.device differs: how, not what
+    out = capsys.readouterr().out
+    assert out.startswith("2 runs: seed0, seed1 (mean ± sample std); digits, teachers wrn16_1 + "
+                          "wrn16_1, student wrn10_1, 1 epoch, 2 seeds")
+    assert "data.root" in _error(capsys, "--json", str(saved), "--match", "cifar-seed*")
+    main(["--json", str(saved), "--match", "cifar-seed*", "--ignore", "data.root"])
+    assert capsys.readouterr().out.startswith("2 runs: cifar-seed0, cifar-seed1")
+    main(["--json", str(saved), "seed0"])
+    assert capsys.readouterr().out.startswith("1 run: seed0 (mean ± sample std); digits, teachers "
+                                              "wrn16_1 + wrn16_1, student wrn10_1, 1 epoch, 1 seed")
+
+
+def test_paired_sides_may_differ_in_the_variant_but_not_in_data_or_models(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(MIXED))
+    main(["--json", str(saved), "--match", "a05-*", "--baseline-match", "seed*", "--baseline", "kd"])
+    out = capsys.readouterr().out
+    assert "(2 seeds)" in out and "seed 0: a05-seed0 − seed0" in out
+    main(["--json", str(saved), "a05-seed0", "--baseline-match", "seed0", "--baseline", "kd"])
+    assert "(1 seed)" in capsys.readouterr().out
+    assert _error(capsys, "--json", str(saved), "--match", "cifar-a05-*", "--baseline-match", "a05-*",
+                  "--baseline", "kd") == (
+        "error: --match runs cifar-a05-seed0 and --baseline-match runs a05-seed0, a05-seed1 differ in "
+        "data.name (imagefolder vs digits), data.root (/data/raw/cifar10-jpeg vs null), models.teacher_image "
+        "(wrn16_3 vs wrn16_1); a paired comparison needs one data set and the same models on both sides")
+    assert _error(capsys, "--json", str(saved), "--match", "a05-*", "--baseline-match", "*seed0",
+                  "--baseline", "kd").startswith("error: --baseline-match runs seed0 vs cifar-seed0")
+    assert _error(capsys, "--json", str(saved), "--match", "*seed1", "--baseline", "kd").startswith(
+        "error: runs seed1 vs cifar-seed1 vs a05-seed1 differ in")
+
+
+# --- every error is one line ------------------------------------------------------------------
+
+def test_bad_saved_json_is_one_line(tmp_path, capsys):
+    missing = tmp_path / "nope.json"
+    assert _error(capsys, "--json", str(missing)) == f"error: --json {missing}: no such file"
+    bad = tmp_path / "bad.json"
+    bad.write_text("Running experiments...\n")
+    assert _error(capsys, "--json", str(bad)).startswith(f"error: --json {bad}: not JSON (Expecting value")
+    shapes = {"dict": {"workspace": {}}, "number": 3, "row": [{"name": "main"}],
+              "experiments": [{"rev": "abc", "experiments": {"a": 1}}],
+              "revs": [{"rev": "abc", "experiments": [{"name": "a", "revs": ["not a rev"]}]}],
+              "params": [{"rev": "abc", "data": {"params": {"params.yaml": {"data": [1, 2]}}}}]}
+    for what, shape in shapes.items():
+        bad.write_text(json.dumps(shape))
+        message = _error(capsys, "--json", str(bad))
+        assert message.startswith("error: not the output of `dvc exp show --json`: "), (what, message)
+    assert _error(capsys, "--json", str(tmp_path)).startswith(f"error: --json {tmp_path}: cannot read it")
+
+
+def _stand_in_dvc(tmp_path, monkeypatch, script: str) -> None:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "dvc").write_text("#!/bin/sh\n" + script)
+    (folder / "dvc").chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+
+
+def test_dvc_missing_or_failing_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _error(capsys).startswith("error: `dvc` is not on PATH: install it")
+    _stand_in_dvc(tmp_path, monkeypatch, "echo 'ERROR: you are not inside of a DVC repository' >&2\n"
+                                         "echo '(checked up to mount point /)' >&2\nexit 255\n")
+    assert _error(capsys, "--match", "s*") == ("error: `dvc exp show --json -A` failed: ERROR: you are "
+                                               "not inside of a DVC repository (checked up to mount point /)")
+    (tmp_path / "bin" / "dvc").write_text("#!/bin/sh\necho 'no json here'\n")
+    assert _error(capsys).startswith("error: `dvc exp show --json -A` printed no JSON")
+    (tmp_path / "bin" / "dvc").write_text("#!/bin/sh\necho 'WARNING: x'\necho '" + json.dumps(SEED_STUDY) + "'\n")
+    main(["--match", "s*"])
+    assert "| tgd | 82.00 ± 2.83 |" in capsys.readouterr().out
+
+
+def test_a_wrong_option_is_one_line(capsys):
+    assert _error(capsys, "--nope").startswith("error: unrecognized arguments: --nope")
+    assert _error(capsys, "--compare", "--baseline", "kd", "--json", "x").startswith("error: --compare")
+
+
+def test_the_command_prints_one_line_and_no_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pipeline.experiments", "--json", str(tmp_path / "x.json")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"error: --json {tmp_path / 'x.json'}: no such file\n"
