@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -41,11 +42,31 @@ def describe_os_error(error: OSError) -> str:
     if error.errno == errno.EROFS:
         return f"{where}: read-only file system; the stage writes under data/, which must be writable"
     if error.errno in (errno.EACCES, errno.EPERM):
-        return f"{where}: permission denied; the stage writes under data/, which must be writable by you"
+        return _denied(where, error.filename)
     if isinstance(error, ConnectionError) or error.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
                                                              errno.ENETUNREACH, errno.ETIMEDOUT):
         return f"{where}: cannot connect ({reason}); check the address and that the server is up"
     return f"{where}: {reason}"
+
+
+def _denied(where: str, filename) -> str:
+    """A permission error as reading or as writing: a file that exists but that you may not read,
+    or one behind a folder you may not enter, was being read (under data.root, or an input under
+    data/); anything else (a file you may read, a file not there yet) was being written."""
+    if filename is not None and _unreadable(Path(str(filename))):
+        inside = Path(str(filename)).absolute().is_relative_to(Path.cwd() / "data")
+        whose = "the stage's inputs under data/" if inside else "the data set's files under data.root"
+        return f"{where}: permission denied reading it; {whose} must be readable by you (chmod -R u+rX)"
+    return f"{where}: permission denied writing it; the stage writes under data/, which must be writable by you"
+
+
+def _unreadable(path: Path) -> bool:
+    """Whether `path` lies behind a folder that may not be entered, or exists but may not be
+    read (a folder: listed and entered)."""
+    path = path.absolute()
+    if any(os.path.lexists(folder) and not os.access(folder, os.X_OK) for folder in path.parents):
+        return True
+    return os.path.lexists(path) and not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0))
 
 
 def _shown(filename) -> str:

@@ -154,6 +154,8 @@ def require_root(cfg: dict, name: str) -> Path:
         # Why: loaders read many small files with PIL/np; copy remote sets locally first.
         raise DataError(f"data.root {root!r}: only local folders are supported for {name!r}")
     path = Path(root).expanduser()
+    if path.is_file():
+        raise DataError(f"data.root {str(path)!r} is a file, not a folder; name the folder that holds the {name!r} data")
     if not path.is_dir():
         raise DataError(f"data.root {str(path)!r} does not exist or is not a folder")
     return path
