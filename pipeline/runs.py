@@ -12,7 +12,7 @@ import torch
 
 from pipeline import distributed, layout, teacher_cache
 from pipeline.checkpoint import load_model
-from pipeline.distill import TEACHER_INPUTS, Method, build_method
+from pipeline.distill import Method, build_method, teacher_inputs
 from pipeline.models import build_model
 from pipeline.params import Params
 from pipeline.runtime import identity_hash, prepare_inputs, prepare_models
@@ -31,22 +31,31 @@ def run_spec(name: str, meta: dict[str, Any], *identity: Any) -> RunSpec:
                    fingerprint=identity_hash(meta, *identity))
 
 
-def _train_alone(name: str, arch: str, input_key: str, params: Params) -> dict[str, Any]:
+# A raw-input teacher 2 (models.teacher_topology_input: x) trains with its own seed, so that it is
+# another network than teacher 1 even with the same architecture (init and batch order differ).
+RAW_TEACHER2_SEED_OFFSET = 1
+
+
+def _train_alone(name: str, arch: str, input_key: str, params: Params, seed_offset: int = 0) -> dict[str, Any]:
     """Train one model from scratch on its own input with cross-entropy (teachers, scratch)."""
-    device = start(params)
+    train = params.train.model_copy(update={"seed": params.train.seed + seed_offset})
+    device = start(params, train.seed)
     inputs = load_run_inputs((input_key,))
     meta = model_meta(arch, inputs, input_key)
     model = build_model(arch, meta["in_channels"], meta["num_classes"], dims=meta["dims"])
     method = build_method("scratch", model, {}, input_key=input_key).to(device)
-    prepare_models([model], params.train, device)  # amp, compile
-    spec = run_spec(name, meta, params.train.model_dump(), input_identity(STORES[input_key]))
-    return fit(method, prepare_inputs(inputs, params.train).to(device), params.train, spec, device)
+    prepare_models([model], train, device)  # amp, compile
+    spec = run_spec(name, meta, train.model_dump(), input_identity(STORES[input_key]))
+    return fit(method, prepare_inputs(inputs, train).to(device), train, spec, device)
 
 
 def train_teacher(kind: str, params: Params) -> dict[str, Any]:
-    """Teacher 1 (`image`, raw inputs) or teacher 2 (`topology`, persistence images)."""
+    """Teacher 1 (`image`, raw inputs) or teacher 2 (`topology`: persistence images, or raw
+    inputs with its own seed when models.teacher_topology_input is x)."""
     arch = getattr(params.models, f"teacher_{kind}")
-    return _train_alone(f"teacher_{kind}", arch, TEACHER_INPUTS[kind], params)
+    input_key = teacher_inputs(params.models)[kind]
+    offset = RAW_TEACHER2_SEED_OFFSET if (kind, input_key) == ("topology", "x") else 0
+    return _train_alone(f"teacher_{kind}", arch, input_key, params, offset)
 
 
 def train_student(params: Params) -> dict[str, Any]:
@@ -69,12 +78,14 @@ def distill(method_name: str, params: Params) -> dict[str, Any]:
     """A student distilled from the frozen teachers with `method_name` (kd, sp, tgd, tpkd, ...)."""
     device = start(params)
     feed = teacher_cache.feed_for(method_name, params, device)  # None: the teachers run (logged)
-    inputs = load_run_inputs(("x",) if feed else ("x", "pi"))  # cached: no PIs needed
+    keys = ("x",) if feed else tuple(dict.fromkeys(("x", *teacher_inputs(params.models).values())))
+    inputs = load_run_inputs(keys)  # cached: no PIs needed
     meta = model_meta(params.models.student, inputs, "x")
     teachers = load_teachers(params, meta["num_classes"])
     student, init = initial_student(params, meta)
     block = params.distill.block(method_name)
-    method: Method = build_method(method_name, student, {k: m for k, (m, _) in teachers.items()}, block)
+    method: Method = build_method(method_name, student, {k: m for k, (m, _) in teachers.items()}, block,
+                                  teacher_inputs=teacher_inputs(params.models))
     if feed:  # the teachers do not run: batches carry their stored outputs, no PIs
         method.inputs = ("x",)
     prepare_models([student, *method.teachers.values()], params.train, device)  # amp, compile

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from pipeline import distributed, layout, locations
 from pipeline.checkpoint import read_checkpoint
-from pipeline.distill import METHODS, TEACHER_INPUTS, freeze
+from pipeline.distill import METHODS, TEACHER_INPUTS, freeze, teacher_inputs
 from pipeline.distill.teacher_outputs import CachedTeachers, batch_maps
 from pipeline.errors import PipelineError
 from pipeline.inputs import Inputs
@@ -141,15 +141,16 @@ def _shapes(needs: Mapping[str, tuple[str, ...]], n: int, epochs: int, batch_siz
 @torch.no_grad()
 def _epoch_outputs(teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
                    needs: Mapping[str, tuple[str, ...]], order: Tensor, batch_size: int,
-                   logits: dict[str, np.ndarray] | None, buffers: dict[str, np.ndarray]) -> None:
+                   logits: dict[str, np.ndarray] | None, buffers: dict[str, np.ndarray],
+                   input_keys: Mapping[str, str]) -> None:
     """Run the teachers on one epoch's batches; fill the map buffers (and the per-sample logits
     when `logits` is given). Batches are built as fit builds them (make_batch)."""
-    keys = tuple(sorted({TEACHER_INPUTS[k] for k in needs}))
+    keys = tuple(sorted({input_keys[k] for k in needs}))
     for step, start in enumerate(range(0, len(order), batch_size)):
         index = order[start:start + batch_size]
         batch = make_batch(inputs, "train", index, keys)
         for key, kinds in needs.items():
-            z, feats = teachers[key](batch[TEACHER_INPUTS[key]])
+            z, feats = teachers[key](batch[input_keys[key]])
             if logits is not None:
                 logits[key][index.numpy()] = z.float().cpu().numpy()
             for kind in kinds:
@@ -158,21 +159,22 @@ def _epoch_outputs(teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
 
 
 @torch.no_grad()
-def _group_count(teachers: Mapping[str, torch.nn.Module], inputs: Inputs) -> int:
+def _group_count(teachers: Mapping[str, torch.nn.Module], inputs: Inputs, input_keys: Mapping[str, str]) -> int:
     key = next(iter(teachers))
-    name = TEACHER_INPUTS[key]
+    name = input_keys[key]
     return len(teachers[key](inputs.model_input(name, inputs.splits["train"][name][:1]))[1])
 
 
 def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
                   needs: Mapping[str, tuple[str, ...]], train: TrainParams, identity: str,
-                  passes: int, print_fn: Callable[[str], None]) -> tuple[Staging, zarr.Group, list[int]]:
+                  passes: int, print_fn: Callable[[str], None],
+                  input_keys: Mapping[str, str]) -> tuple[Staging, zarr.Group, list[int]]:
     """The staging store (resumed when it holds epochs of this very cache, else created; through
     pipeline.staging, as the topology stage's shards) and the epochs it already holds."""
     n, batch_size = len(inputs.splits["train"]["y"]), train.batch_size
 
     def create(st: Staging) -> None:  # before the stamp: a half-made store is never resumed
-        groups = _group_count(teachers, inputs)
+        groups = _group_count(teachers, inputs, input_keys)
         attrs = {"identity": identity, "seed": train.seed, "epochs": train.epochs,
                  "batch_size": batch_size, "n": n, "groups": groups,
                  "needs": {k: list(v) for k, v in needs.items()},
@@ -190,7 +192,8 @@ def _open_staging(staging: Path, teachers: Mapping[str, torch.nn.Module], inputs
 
 def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: Inputs,
                 needs: Mapping[str, tuple[str, ...]], train: TrainParams, identity: str,
-                staging: Path, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+                staging: Path, print_fn: Callable[[str], None] = print,
+                input_keys: Mapping[str, str] = TEACHER_INPUTS) -> dict[str, Any]:
     """Run the (frozen, eval-mode) `teachers` over the training batches of every epoch and
     write `out_dir`/train.zarr; resumes from `staging` when it holds epochs of this cache."""
     seed, batch_size = train.seed, train.batch_size
@@ -198,7 +201,7 @@ def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: 
     passes = train.epochs if any(needs.values()) else 1  # logits alone: one pass
     staging = Path(staging)
     st, group, done = _open_staging(staging, teachers, inputs, needs, train, identity, passes,
-                                    print_fn)
+                                    print_fn, input_keys)
     for epoch in tqdm(range(passes), desc="teachers", unit="epoch"):
         if epoch in done:
             continue
@@ -207,7 +210,7 @@ def build_cache(out_dir: Path, teachers: Mapping[str, torch.nn.Module], inputs: 
                    for name in group.array_keys() if name != "order" and not name.startswith("logits_")}
         logits = ({k: np.zeros(group[f"logits_{k}"].shape, np.float32) for k in needs}
                   if epoch == 0 else None)
-        _epoch_outputs(teachers, inputs, needs, order, batch_size, logits, buffers)
+        _epoch_outputs(teachers, inputs, needs, order, batch_size, logits, buffers, input_keys)
         for name, values in buffers.items():
             group[name][epoch] = values
         for name, values in (logits or {}).items():
@@ -252,11 +255,22 @@ class TeacherFeed:
 
     def __init__(self, path: Path, reads: Mapping[str, tuple[str, ...]], device: torch.device):
         self.path = Path(path)
-        self.group = zarr.open_group(str(self.path), mode="r", zarr_format=3)
+        self.group = _open_store(self.path)
         self.reads, self.device = dict(reads), device
         self.batch_size = int(self.group.attrs["batch_size"])
-        self.logits = {k: self._to_device(self.group[f"logits_{k}"][...]) for k in self.reads}
+        self.logits = {k: self._to_device(self._read(f"logits_{k}")) for k in self.reads}
         self._epoch: int | None = None
+
+    def _read(self, name: str, epoch: int | None = None) -> np.ndarray:
+        """An array (or one epoch of it); a damaged file is one line naming it (the shard file)."""
+        where = self.path / name
+        try:
+            array = self.group[name]
+            if epoch is not None or array.cdata_shape[0] == 1:  # one shard file is read
+                where /= array.metadata.encode_chunk_key(((epoch or 0) // array.shards[0],) + (0,) * (array.ndim - 1))
+            return array[...] if epoch is None else array[epoch]
+        except Exception as error:  # zarr's checksum, codec and index errors of a damaged file
+            raise _damaged(where, error) from None
 
     def _to_device(self, array: np.ndarray) -> Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(array))
@@ -268,8 +282,8 @@ class TeacherFeed:
         if epoch >= int(self.group.attrs["epochs"]):
             raise TeacherCacheError(f"{self.path}: holds {self.group.attrs['epochs']} epochs, "
                                     f"epoch {epoch + 1} asked; re-run the teachers stage")
-        self.order = torch.from_numpy(self.group["order"][epoch].astype(np.int64))
-        self.maps = {(k, kind): self._to_device(self.group[f"{kind}_{k}"][epoch])
+        self.order = torch.from_numpy(self._read("order", epoch).astype(np.int64))
+        self.maps = {(k, kind): self._to_device(self._read(f"{kind}_{k}", epoch))
                      for k, kinds in self.reads.items() for kind in kinds}
         self._epoch = epoch
 
@@ -286,6 +300,18 @@ class TeacherFeed:
             logits={k: v[on_device] for k, v in self.logits.items()},
             maps={k: {kind: unpack(self.maps[(k, kind)][step], b) for kind in kinds}
                   for k, kinds in self.reads.items()})
+
+
+def _damaged(where: Path, error: Exception) -> TeacherCacheError:
+    return TeacherCacheError(f"{where}: damaged ({type(error).__name__}: truncated or edited?); "
+                             "re-run the teachers stage (dvc repro -f teachers)")
+
+
+def _open_store(path: Path) -> zarr.Group:
+    try:
+        return zarr.open_group(str(path), mode="r", zarr_format=3)
+    except Exception as error:  # its zarr.json (with every array's metadata) is not zarr's
+        raise _damaged(Path(path) / "zarr.json", error) from None
 
 
 def open_feed(cache_dir: Path, method: Any, train: TrainParams, modality: str,
@@ -317,7 +343,7 @@ def _unusable(cache_dir: Path, method: Any, train: TrainParams, modality: str,
         summary = Path(cache_dir) / "summary.json"
         why = json.loads(summary.read_text()).get("reason") if summary.is_file() else None
         return f"no cache in {cache_dir}" + (f": {why}" if why else "; run the teachers stage")
-    attrs = dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs)
+    attrs = dict(_open_store(path).attrs)
     if attrs.get("identity") != identity():
         return f"{cache_dir} belongs to other teachers, inputs, seed, epochs or batch size"
     missing = [f"{kind} of {key}" for key, kinds in reads.items() for kind in kinds
@@ -333,7 +359,7 @@ def _identity(params: Params) -> str:
     """This run's cache identity: the teachers' checkpoints (their fingerprints), the inputs,
     and the batches."""
     teacher_ids = {kind: read_checkpoint(layout.model_dir(f"teacher_{kind}") / "last.pt")["meta"]
-                   .get("fingerprint") for kind in TEACHER_INPUTS}
+                   .get("fingerprint") for kind in TEACHER_INPUTS}  # the kinds; inputs follow the checkpoints
     return cache_identity(params.train, teacher_ids,
                           {key: input_identity(store) for key, store in STORES.items()})
 
@@ -352,13 +378,14 @@ def cache_teachers(params: Params) -> dict[str, Any]:
     if reason:
         return write_skipped(layout.TEACHERS, reason)
     device = start(params)  # seeds, train.threads, the device
-    inputs = load_run_inputs(tuple(sorted({TEACHER_INPUTS[k] for k in needs})))
+    input_keys = teacher_inputs(params.models)
+    inputs = load_run_inputs(tuple(sorted({input_keys[k] for k in needs})))
     loaded = load_teachers(params, inputs.num_classes)
     teachers = {k: freeze(loaded[k][0]).to(device) for k in needs}
     prepare_models(teachers.values(), params.train, device)  # as distill runs them (amp, compile)
     inputs = prepare_inputs(inputs, params.train).to(device)
     return build_cache(layout.TEACHERS, teachers, inputs, needs, params.train, _identity(params),
-                       layout.TEACHERS_STAGING)
+                       layout.TEACHERS_STAGING, input_keys=input_keys)
 
 
 def feed_for(method_name: str, params: Params, device: torch.device) -> TeacherFeed | None:

@@ -5,7 +5,9 @@ A Method holds the student and its frozen teachers and declares, as class attrib
 - ``teacher_keys``: the teachers it uses, among ``TEACHER_INPUTS`` ("image": teacher 1 on raw
   inputs, "topology": teacher 2 on persistence images);
 - ``inputs``: the batch keys it reads besides the labels ``y`` ("x" raw inputs, "pi" persistence
-  images); the training loop builds batches with exactly these;
+  images); the training loop builds batches with exactly these. A distillation method's are the
+  student's "x" plus each of its teachers' inputs (``teacher_inputs``: teacher 2 reads "pi", or
+  "x" when ``models.teacher_topology_input`` makes it a second raw-input teacher);
 - ``params_model``: the model of its block ``distill.<name>`` in params.yaml (None: it reads
   none). Its DVC stage ``distill@<name>`` depends on that block only, and the method receives
   the validated block as ``self.hparams``;
@@ -37,8 +39,16 @@ outputs = lazy_import("pipeline.distill.teacher_outputs")
 
 METHODS = Registry("distillation method")
 
-# Which batch key each teacher reads: teacher 1 raw inputs, teacher 2 persistence images.
+# Which batch key each teacher reads by default: teacher 1 raw inputs, teacher 2 persistence
+# images (`teacher_inputs` gives a run's own, from models.teacher_topology_input).
 TEACHER_INPUTS = {"image": "x", "topology": "pi"}
+
+
+def teacher_inputs(models: Any = None) -> dict[str, str]:
+    """Each teacher's input key for a run's `models` params: teacher 2 reads persistence images
+    ("pi"), or raw inputs ("x") for the two-raw-teachers control."""
+    second = getattr(models, "teacher_topology_input", None) or TEACHER_INPUTS["topology"]
+    return {"image": TEACHER_INPUTS["image"], "topology": second}
 
 
 def register(name: str):
@@ -88,9 +98,14 @@ class Method:
     params_model: ClassVar[type[Section] | None] = None
     cache_reads: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, student: Any, teachers: Mapping[str, Any], hparams: BaseModel | None):
+    def __init__(self, student: Any, teachers: Mapping[str, Any], hparams: BaseModel | None,
+                 teacher_inputs: Mapping[str, str] | None = None):
         self.student = student
         self.hparams = hparams
+        self.epoch = 0  # the epoch being trained (start_epoch), for methods with a schedule
+        self.teacher_inputs = dict(teacher_inputs or TEACHER_INPUTS)
+        if self.teacher_keys:  # the student's input, then each teacher's
+            self.inputs = tuple(dict.fromkeys(("x", *(self.teacher_inputs[k] for k in self.teacher_keys))))
         self._diagnostics: dict[str, Any] = {}
         missing = [k for k in self.teacher_keys if teachers.get(k) is None]
         if missing:
@@ -105,6 +120,11 @@ class Method:
 
     def __call__(self, batch: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         return self.forward(batch)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called by the loop before each epoch (0-based): a method whose weights follow a
+        schedule (dkd's warm-up) reads ``self.epoch``."""
+        self.epoch = epoch
 
     # -- what the training loop does with it ---------------------------------------------------
     def train(self, mode: bool = True) -> "Method":
@@ -142,7 +162,7 @@ class Method:
     def teacher(self, key: str, batch: Mapping[str, Any]) -> tuple[Any, list[Any]]:
         """A frozen teacher's (logits, group outputs) on its input of `batch`, without gradients
         (always in eval mode). The one place a method runs a teacher."""
-        return outputs.run_teacher(self.teachers[key], self.batch_item(batch, TEACHER_INPUTS[key]))
+        return outputs.run_teacher(self.teachers[key], self.batch_item(batch, self.teacher_inputs[key]))
 
     def teacher_outputs(self, key: str, batch: Mapping[str, Any],
                         kind: str | None = None) -> tuple[Any, list[Any] | None]:

@@ -12,7 +12,6 @@ diagnostics = lazy_import("pipeline.distill.diagnostics")
 
 class TwoTeacherMethod(LogitKD):
     teacher_keys = ("image", "topology")
-    inputs = ("x", "pi")
     maps = "gram"  # the teachers' per-group maps that the feature term merges
 
     def run_all(self, batch):

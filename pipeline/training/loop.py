@@ -154,6 +154,7 @@ def _add(sums: dict[str, Tensor], part: dict[str, Tensor]) -> None:
 def train_epoch(trainer: Trainer, epoch: int) -> tuple[int, dict[str, float], dict[str, float]]:
     """One pass over the training split: (correct, loss sums, diagnostic sums) over all ranks."""
     seed_epoch(trainer.train.seed, epoch)
+    trainer.method.start_epoch(epoch)
     trainer.method.train()
     sums: dict[str, Tensor] = {}
     diagnostics: dict[str, Tensor] = {}

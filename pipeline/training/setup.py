@@ -12,7 +12,7 @@ import torch
 
 from pipeline import distributed, layout
 from pipeline.checkpoint import load_model
-from pipeline.distill import TEACHER_INPUTS
+from pipeline.distill import teacher_inputs
 from pipeline.errors import CheckpointError
 from pipeline.inputs import Inputs, load_inputs
 from pipeline.params import Params
@@ -22,10 +22,10 @@ from pipeline.store import content_digest
 STORES = {"x": layout.PREPARED, "pi": layout.TOPOLOGY}  # where each kind of input lives
 
 
-def start(params: Params) -> torch.device:
-    """Run set-up of a training stage: seeds, then the device; under torchrun, joins the
-    process group first (nccl on GPUs, one GPU per local rank; gloo on CPU)."""
-    seed_everything(params.train.seed)
+def start(params: Params, seed: int | None = None) -> torch.device:
+    """Run set-up of a training stage: seeds (`seed`, else train.seed), then the device; under
+    torchrun, joins the process group first (nccl on GPUs, one GPU per local rank; gloo on CPU)."""
+    seed_everything(params.train.seed if seed is None else seed)
     set_threads(params.train)
     return distributed.setup(select_device(params.train.device))
 
@@ -53,7 +53,7 @@ def model_meta(arch: str, inputs: Inputs, input_key: str) -> dict[str, Any]:
 def load_teachers(params: Params, num_classes: int) -> dict[str, tuple[torch.nn.Module, dict[str, Any]]]:
     """Both trained teachers, checked against params and the data's class count."""
     teachers = {}
-    for kind, input_key in TEACHER_INPUTS.items():
+    for kind, input_key in teacher_inputs(params.models).items():
         arch = getattr(params.models, f"teacher_{kind}")
         path = layout.model_dir(f"teacher_{kind}") / "last.pt"
         teacher, meta = load_model(path, expect={"arch": arch, "input_key": input_key})

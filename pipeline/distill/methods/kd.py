@@ -13,7 +13,6 @@ from pipeline.distill.hparams import LogitParams
 @register("kd")
 class KD(LogitKD):
     teacher_keys = ("image",)
-    inputs = ("x",)
     params_model = LogitParams
     cache_reads = ("logits",)
 

@@ -23,7 +23,6 @@ class SPParams(CEParams):
 @register("sp")
 class SP(LogitKD):
     teacher_keys = ("image",)
-    inputs = ("x",)
     params_model = SPParams
     cache_reads = ("gram",)
 
