@@ -9,7 +9,9 @@ units; the teacher cache: epochs), for local paths and fsspec URLs alike (pipeli
   on (a recipe's and its inputs' digest, say). `open_staging` resumes a folder whose stamp equals
   the identity asked for, and otherwise discards it (one printed line) and starts a new one. The
   stamp is written last, after the folders and whatever `prepare` creates, so a folder cut short
-  while being set up is never resumed.
+  while being set up is never resumed. A folder damaged by hand (a stamp of binary junk, empty
+  or a folder; `done/` a file, a marker a folder; a folder missing) is discarded the same way,
+  with one line saying what was wrong, and the work starts anew.
 - **Done markers.** A unit of work counts as done only once its marker `done/<unit>` exists, and
   a marker is written atomically after the unit's data: a rename of a temporary file locally,
   one PUT (atomic per object) at a URL. A unit written halfway by a killed run has no marker.
@@ -96,11 +98,11 @@ def open_staging(root: Path | str, identity: str, print_fn: Callable[[str], None
     `shown` is how messages name the folder (default `root`)."""
     stamp = locations.join(root, STAMP)
     present = [DONE, *folders]
-    if locations.is_file(stamp) and locations.read_text(stamp).strip() == identity and \
-            (locations.is_url(root) or all(Path(root, f).is_dir() for f in present)):
-        return Staging(root, resumed=True)  # an object store has no folders to check
+    why = _not_resumable(root, identity, present)
+    if why is None:
+        return Staging(root, resumed=True)
     if locations.exists(root):
-        print_fn(f"discarding {shown or root}: it holds work for another recipe or input")
+        print_fn(f"discarding {shown or root}: {why}")
         locations.rmtree(root)
     for folder in present:
         locations.makedirs(locations.join(root, folder))
@@ -109,6 +111,27 @@ def open_staging(root: Path | str, identity: str, print_fn: Callable[[str], None
         prepare(staging)
     write_atomic(stamp, identity + "\n")  # last: a staging folder without it is never resumed
     return staging
+
+
+def _not_resumable(root: Path | str, identity: str, present: list[str]) -> str | None:
+    """Why the folder at `root` cannot be resumed for `identity` (None: it can)."""
+    stamp = locations.join(root, STAMP)
+    try:
+        found = locations.read_text(stamp).strip() if locations.is_file(stamp) else None
+    except (OSError, UnicodeDecodeError):  # unreadable, or binary junk
+        found = None
+    if found is None or not found:
+        return (f"its stamp ({STAMP}) is missing or unreadable (a run cut short while setting it up, "
+                "or a damaged file)")
+    if found != identity:
+        return "it holds work for another recipe or input"
+    if locations.is_url(root):  # an object store has no folders to check
+        return None
+    missing = [f for f in present if not Path(root, f).is_dir()]
+    if missing:
+        return f"its folder {missing[0]}/ is missing or not a folder"
+    odd = sorted(p.name for p in Path(root, DONE).iterdir() if not p.is_file())
+    return f"its done marker {DONE}/{odd[0]} is not a file" if odd else None
 
 
 def publish_store(staged: Path | str, target: Path | str, attrs: dict[str, Any] | None = None) -> None:
