@@ -43,6 +43,8 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import tarfile  # noqa: E402
+import zlib  # noqa: E402
 
 from benchmarks.data import CIFAR_ROOT_RELATIVE, CIFAR_TAR_RELATIVE, BenchDataMissing  # noqa: E402
 
@@ -206,17 +208,39 @@ HANDLERS = {"topology": _topology, "topology-floor": _topology_floor, "topology-
             "topology-stage": _topology_stage, "ddp": _ddp, "train": _train, "layout": _layout}
 
 
+def _input_error(args, error: BaseException) -> str:
+    """One line for an input the benchmark could not read: the file, and what is wrong with it."""
+    if isinstance(error, (tarfile.TarError, EOFError, zlib.error)):  # a truncated or foreign tarball
+        tar = getattr(args, "tar", None) or CIFAR_TAR_RELATIVE
+        reason = (str(error).splitlines() or [""])[0].rstrip(":")  # tarfile's first line, its list left out
+        return f"{tar}: not a readable tar.gz of JPEGs ({type(error).__name__}: {reason or 'truncated?'})"
+    if isinstance(error, OSError) and error.filename:  # an unreadable JPEG or file (PIL's errors too)
+        return f"{error.filename}: {error.strerror or error}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; 2 (and one line on stderr) when its data is missing."""
+    """Run one subcommand; 2 (and one line on stderr) when its data is missing or unreadable
+    (a damaged tarball, JPEG or store); 130 on Ctrl-C."""
+    from pipeline.errors import PipelineError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         HANDLERS[args.command](parser, args)
-    except BenchDataMissing as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (BenchDataMissing, PipelineError, OSError, tarfile.TarError, EOFError, zlib.error) as error:
+        print(f"error: {_input_error(args, error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if status:
+        from stages._cli import quiet_exit
+
+        quiet_exit()  # the reads of a damaged zarr store cut short stay silent at exit
+    sys.exit(status)

@@ -10,10 +10,11 @@ split's per-channel normalisation is part of the graph, so a device only scales 
 
 The batch axis is dynamic. The file carries the model's name, architecture, class names and
 input description as ONNX metadata, and the identity of the checkpoint it was exported from
-(`weights`: a digest of its weights; `fingerprint`: its training run's): evaluate times a file
-only when that identity is its own model's checkpoint's (`verify_export`). Files go to `data/export/<model>/model.onnx` next to
-`check.json` (the agreement with PyTorch), not into `data/models/<model>/`: that folder is the
-training stage's output, and DVC forbids a second stage writing inside another's output.
+(`weights`: a digest of its weights; `fingerprint`: its training run's): evaluate times a
+file only when that identity is its own model's checkpoint's (`verify_export`). Files go to
+`data/export/<model>/model.onnx` next to `check.json` (the agreement with PyTorch), not into
+`data/models/<model>/`: that folder is the training stage's output, and DVC forbids a second
+stage writing inside another's output.
 """
 from __future__ import annotations
 

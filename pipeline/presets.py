@@ -3,7 +3,12 @@
     dvc exp run -n paper $(python -m pipeline.presets presets/paper-cifar10.yaml)
 
 The merged params must validate. Values are printed as `dvc exp run -S` parses them (YAML),
-without spaces, so that the shell's `$(...)` splits flags only between them.
+without spaces, so that the shell's `$(...)` splits flags only between them. A value holding
+whitespace (a `data.root` with a space) cannot pass through `$(...)`, which splits words and
+never removes quotes: the printer refuses it, naming the key, and that one flag is given by hand
+(`dvc exp run -S 'data.root=/data/my cifar' $(python -m pipeline.presets FILE)`, the key left out
+of the preset). An empty preset, an empty section and a section where params.yaml has a value
+(`train: {epochs: {a: 1}}`) are errors naming the file and the key.
 """
 from __future__ import annotations
 
@@ -32,14 +37,19 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def apply_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `base` with every dotted key of `overrides` set (what `dvc exp run -S` does)."""
+def apply_overrides(base: dict[str, Any], overrides: dict[str, Any], source: str = "preset") -> dict[str, Any]:
+    """A copy of `base` with every dotted key of `overrides` set (what `dvc exp run -S` does);
+    ParamsError naming `source` and the key where `base` holds a value, not a section, on its path."""
     merged = json.loads(json.dumps(base))
     for dotted, value in flatten(overrides).items():
         *path, last = dotted.split(".")
         node = merged
-        for part in path:
+        for depth, part in enumerate(path, 1):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                where = ".".join(path[:depth])
+                raise ParamsError(f"{source}: {dotted}: {where} is a value in the params ({node!r}), not a "
+                                  f"section of keys; give {where} a value, not a mapping")
         node[last] = value
     return merged
 
@@ -51,14 +61,31 @@ def _yaml_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _read(path: str | Path, what: str) -> dict[str, Any]:
+    try:
+        return read_yaml(path, what)
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not a text (UTF-8) file; a {what} is YAML") from None
+
+
 def preset_flags(preset: str | Path, params: str | Path = DEFAULT_PARAMS) -> list[str]:
-    """`-S key=value` arguments applying a preset's overrides; the merged params must validate."""
-    overrides = read_yaml(preset, "preset")
-    validate(apply_overrides(read_yaml(params), overrides), f"{params} + {preset}")
+    """`-S key=value` arguments applying a preset's overrides; the merged params must validate,
+    and every flag must pass through the shell's `$(...)` as one word (module docstring)."""
+    overrides = _read(preset, "preset")
+    flat = flatten(overrides)
+    if not flat:
+        raise ParamsError(f"{preset}: no overrides; a preset sets keys of params.yaml, e.g. train: {{epochs: 20}}")
+    empty = [key for key, value in flat.items() if value == {}]
+    if empty:
+        raise ParamsError(f"{preset}: {empty[0]}: an empty section overrides nothing; give its keys or leave it out")
+    validate(apply_overrides(_read(params, "params file"), overrides, str(preset)), f"{params} + {preset}")
     flags = []
-    for key, value in flatten(overrides).items():
+    for key, value in flat.items():
         flag = f"{key}={_yaml_value(value)}"
-        flags += ["-S", flag if flag.split() == [flag] else shlex.quote(flag)]
+        if flag.split() != [flag]:
+            raise ParamsError(f"{preset}: {key}={value!r} holds whitespace, which the shell's $(...) splits; "
+                              f"leave {key} out of the preset and pass it by hand: -S {shlex.quote(flag)}")
+        flags += ["-S", flag]
     return flags
 
 

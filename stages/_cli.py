@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import errno
 import os
+import logging
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -19,18 +21,33 @@ def run(main: Callable[[], None]) -> None:
 
     Besides the project's own errors, the environment's faults (a full disk, a read-only or
     forbidden folder, a refused connection: OSError) get one line naming the file, never a
-    traceback."""
+    traceback; Ctrl-C (KeyboardInterrupt) one line and exit status 130, as a shell reports it."""
     try:
         main()
     except PipelineError as error:
         _fail(str(error))
     except OSError as error:
         _fail(describe_os_error(error))
+    except KeyboardInterrupt:
+        _fail("interrupted (Ctrl-C); run the stage again to go on (the resumable stages resume)", 130)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 1) -> None:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
+    quiet_exit()
+    sys.exit(status)
+
+
+def quiet_exit() -> None:
+    """Keep the interpreter's exit after the error line quiet. A read of a damaged zarr file
+    fails while zarr's event loop still runs the other chunks' reads; at exit zarr closes that
+    loop and asyncio reports every read left pending ("Task was destroyed but it is pending!",
+    "Exception ignored in: <coroutine ...>", "coroutine ... was never awaited": 100+ lines).
+    The error is already said: those go."""
+    sys.stderr.flush()
+    sys.unraisablehook = lambda unraisable: None
+    logging.getLogger("asyncio").disabled = True
+    warnings.simplefilter("ignore")
 
 
 def describe_os_error(error: OSError) -> str:
