@@ -67,7 +67,7 @@ def exp_show(base_params: dict, experiments: list[tuple[str, dict, dict | None]]
 BASE = with_changes(tiny_params(), {"data.name": "digits", "data.root": None, "train.seed": 0,
                                     "train.epochs": 2, "models.teacher_image": "wrn10_1",
                                     "models.teacher_topology": "wrn10_1", "models.student": "wrn10_1"})
-PAPER = {"data.name": "imagefolder", "data.root": "/srv/datasets/projects/tgd/data/raw/cifar10-jpeg",
+PAPER = {"data.name": "imagefolder", "data.root": "data/raw/cifar10-jpeg",
          "models.teacher_image": "wrn16_3", "models.teacher_topology": "wrn16_3",
          "models.student": "wrn16_1", "train.epochs": 20, "topology.image.resolution": 50,
          "evaluate.noise_std": [0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4]}
@@ -98,7 +98,7 @@ def test_baseline_and_experiments_fit_120_columns(tmp_path, capsys):
     assert _row(out, "seed1").split() == ["seed1", "train.seed=1"]
     assert _row(out, "main").split()[1:] == ["(the", "baseline)"]
     paper = _row(out, "paper-cifar10-seed0-wit…")          # names cut at 24 characters
-    assert "data.name=imagefolder" in paper and "…/data/raw/cifar10-jpeg" in paper
+    assert "data.name=imagefolder" in paper and "data.root=data/raw/cifar10-jpeg" in paper
     assert "distill." not in out
     acc = lines.index(next(line for line in lines if line.startswith("acc %")))
     assert lines[acc].split() == ["acc", "%", *MODELS]
@@ -198,7 +198,7 @@ def test_readme_quotes_the_comparison_as_it_prints(tmp_path, capsys):
 def test_readme_quotes_the_refusal_as_it_prints(tmp_path, capsys):
     quoted = _readme_text_after("naming what differs:").strip()
     seed0 = with_changes(BASE, {"models.teacher_image": "wrn16_1"})
-    cifar = {"data.name": "imagefolder", "data.root": "/srv/datasets/projects/tgd/data/raw/cifar10-jpeg",
+    cifar = {"data.name": "imagefolder", "data.root": "data/raw/cifar10-jpeg",
              "models.teacher_image": "wrn16_3"}
     saved = tmp_path / "exp.json"
     saved.write_text(json.dumps(exp_show(seed0, [("seed0", {}, metrics()), ("cifar-seed0", cifar, metrics())])))
