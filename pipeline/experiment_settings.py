@@ -8,6 +8,8 @@ from typing import Any, Iterable
 
 from pipeline.errors import PipelineError
 from pipeline.experiment_runs import Run
+from pipeline.schema import flatten
+from pipeline.titles import count as plural
 
 SEED = "train.seed"
 # Where and how fast a run went, not what it computed: never part of a setting.
@@ -18,21 +20,6 @@ HOW_IT_RAN = frozenset({
 })
 SHARED = ("data.", "models.")   # what both sides of a paired comparison across runs must share
 MISSING = object()
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train.seed": 0, "distill.tgd.alpha": 0.99, ...}; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _cut(text: str, limit: int) -> str:

@@ -23,18 +23,7 @@ import yaml
 
 from pipeline.errors import ParamsError
 from pipeline.params import DEFAULT_PARAMS, validate
-from pipeline.schema import read_yaml
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"epochs": 20}} -> {"train.epochs": 20} (lists are values, not branches)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+from pipeline.schema import flatten, read_yaml
 
 
 def apply_overrides(base: dict[str, Any], overrides: dict[str, Any], source: str = "preset") -> dict[str, Any]:
