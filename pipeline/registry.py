@@ -4,7 +4,9 @@ A leaf module (it imports nothing of the project but its errors), after torchdis
 ``losses/registry.py``: the modules that define the entries import a registry and register into
 it, never the other way round. A registry may also hold *lazy* entries, ``"module:attribute"``
 strings loaded on first lookup, so that its names are known without importing what is behind
-them (the topology engines' numba kernels, for one).
+them (the topology engines' numba kernels, for one). A lazy entry ``"module"`` without an
+attribute names a module that registers the entry itself when imported (the distillation
+methods, one file each: a stage that trains with one method imports no other method's file).
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ class Registry(Mapping[str, Any]):
 
     def register(self, name: str) -> Callable[[Any], Any]:
         def deco(entry: Any) -> Any:
-            if name in self._entries or name in self._lazy:
+            # a lazy "module" entry is filled by that module's own registration
+            fills_lazy = self._lazy.get(name) == getattr(entry, "__module__", None)
+            if name in self._entries or (name in self._lazy and not fills_lazy):
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = entry
             return entry
@@ -60,7 +64,12 @@ class Registry(Mapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name not in self._entries and name in self._lazy:
             module, _, attribute = self._lazy[name].partition(":")
-            self._entries[name] = getattr(importlib.import_module(module), attribute)
+            loaded = importlib.import_module(module)
+            if attribute:
+                self._entries[name] = getattr(loaded, attribute)
+            elif name not in self._entries:
+                raise LookupError(f"{module} registers no {self.kind} named {name!r} "
+                                  f"(a file's name must be the name it registers)")
         return self._entries[name]
 
     def __contains__(self, name: object) -> bool:

@@ -1,7 +1,7 @@
 """Stage `distill@<method>`: a student distilled from the frozen teachers by one method."""
 import argparse
 
-from pipeline.runs import distill
+from pipeline.distill_runs import distill
 from pipeline.training.loop import describe
 from stages._cli import report, run, training_params
 

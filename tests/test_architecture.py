@@ -5,7 +5,10 @@
 - no module of pipeline/ is over 400 lines, no function over 60;
 - no benchmark or study code inside the library, and no project module imports another's private
   names;
-- params validation, which every stage runs first, loads neither torch nor numba.
+- params validation, which every stage runs first, loads neither torch nor numba;
+- each DVC stage's code deps cover its command's import closure, where a method built by name
+  (``build_method("scratch", ...)``) imports that method's file and one looked up from params
+  (``METHODS[name]``, ``build_method(name, ...)``) any method's file.
 """
 import ast
 import subprocess
@@ -57,6 +60,8 @@ def _targets(module: str, path: Path) -> set[str]:
         elif (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None))
               in ("lazy_import", "import_module") and node.args and isinstance(node.args[0], ast.Constant)):
             names.add(str(node.args[0].value).partition(":")[0])
+        if module != "pipeline.distill.base":  # the registry's own lookups load what its callers name
+            names |= _methods_loaded(node)
     # a name of a module's attribute (pipeline.x.y where y is not a module) counts as pipeline.x
     resolved = set()
     for name in names:
@@ -65,6 +70,23 @@ def _targets(module: str, path: Path) -> set[str]:
         if name and name != module:
             resolved.add(name)
     return resolved
+
+
+METHOD_FILES = sorted(m for m in MODULES if m.startswith("pipeline.distill.methods."))
+
+
+def _methods_loaded(node: ast.AST) -> set[str]:
+    """The method files a node loads through pipeline.distill.METHODS (lazy, one per method)."""
+    if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "build_method":
+        first = node.args[0] if node.args else None
+        if isinstance(first, ast.Constant):
+            return {f"pipeline.distill.methods.{first.value}"}
+        return set(METHOD_FILES)
+    if isinstance(node, ast.Subscript) and getattr(node.value, "id", None) == "METHODS":
+        return set(METHOD_FILES)
+    if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "METHODS" and node.attr in ("get", "lookup"):
+        return set(METHOD_FILES)
+    return set()
 
 
 def import_graph() -> nx.DiGraph:
@@ -141,16 +163,32 @@ def _stage_commands() -> dict[str, tuple[str, list[str]]]:
     return found
 
 
+def _stage_closure(module: str) -> set[str]:
+    """The modules a stage's command runs: its import closure, less what params validation loads.
+    The whole-file validation every stage runs first can refuse params, never change an output (a
+    params change is tracked by the stage's params): its own imports are not code deps."""
+    graph = import_graph()
+    graph.remove_edges_from(list(graph.out_edges("pipeline.params")))
+    return ({module} | nx.descendants(graph, module)) - {"pipeline.params"}
+
+
 @pytest.mark.parametrize("stage", sorted(_stage_commands()))
 def test_every_stage_depends_on_the_code_it_imports(stage):
     """A stage's outputs go stale when any module it imports changes: its deps in dvc.yaml must
     cover its command's whole import closure (a file, or a folder above it)."""
     module, deps = _stage_commands()[stage]
-    graph = import_graph()
-    # the whole-file params validation every stage runs first can refuse params, never change an
-    # output (a params change is tracked by the stage's params): its own imports are not code deps
-    graph.remove_edges_from(list(graph.out_edges("pipeline.params")))
-    closure = ({module} | nx.descendants(graph, module)) - {"pipeline.params"}
+    closure = _stage_closure(module)
     files = {str(MODULES[m].relative_to(REPO)) for m in closure}
     missed = sorted(f for f in files if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps))
     assert not missed, f"dvc.yaml stage {stage} misses code deps: {missed}"
+
+
+@pytest.mark.parametrize("stage", ["train_teacher", "train_student"])
+def test_a_new_or_edited_method_never_retrains_a_teacher_or_scratch(stage):
+    """The stages that train with cross-entropy alone import no distillation method's file but
+    scratch's, and their deps say so: editing kd.py, or adding a method, keeps their outputs
+    (and DVC's run cache entries) valid."""
+    module, deps = _stage_commands()[stage]
+    closure = _stage_closure(module)
+    assert sorted(m for m in closure if m in METHOD_FILES) == ["pipeline.distill.methods.scratch"]
+    assert not [d for d in deps if d.rstrip("/") in ("pipeline", "pipeline/distill", "pipeline/distill/methods")]

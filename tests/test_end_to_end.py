@@ -15,7 +15,8 @@ from pipeline.prepare import prepare
 from pipeline.evaluation import evaluate_all
 from pipeline.export import export_all
 from pipeline.layout import EVALUATE_METRICS as METRICS, REPORT
-from pipeline.runs import distill, train_student, train_teacher
+from pipeline.distill_runs import distill
+from pipeline.runs import train_student, train_teacher
 from pipeline.store import read_split, split_path
 from pipeline.teacher_cache import cache_teachers
 from pipeline.topology_stage import compute_topology

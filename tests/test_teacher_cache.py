@@ -15,7 +15,8 @@ from pipeline.distill.base import Method
 from pipeline.layout import PREPARED, TOPOLOGY
 from pipeline.params import load_params, section, validate
 from pipeline.prepare import prepare
-from pipeline.runs import distill, train_student, train_teacher
+from pipeline.distill_runs import distill
+from pipeline.runs import train_student, train_teacher
 from pipeline.store import tree_digest
 from pipeline.teacher_cache import (STORE, TeacherCacheError, cache_needs, cache_teachers, epoch_order,
                                     feed_for, pack, triangle_size, unpack)

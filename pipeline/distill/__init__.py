@@ -8,7 +8,6 @@ Importing this package loads no torch (pipeline.lazy).
 """
 
 from .base import METHODS, TEACHER_INPUTS, Method, build_method, freeze, method_hparams, register, teacher_inputs
-from . import methods  # noqa: E402,F401  registers every method  isort: skip
 
 __all__ = ["METHODS", "TEACHER_INPUTS", "Method", "build_method", "freeze", "method_hparams", "register",
            "teacher_inputs"]

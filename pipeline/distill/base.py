@@ -25,6 +25,8 @@ not a module itself. Its state is the student's (teachers are frozen and come fr
 """
 from __future__ import annotations
 
+import pkgutil
+from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping
 
 from pydantic import BaseModel
@@ -37,7 +39,12 @@ from pipeline.schema import Section, validate_section
 losses = lazy_import("pipeline.distill.losses")
 outputs = lazy_import("pipeline.distill.teacher_outputs")
 
-METHODS = Registry("distillation method")
+# One file per method in pipeline/distill/methods/, named as the method: found without importing
+# them, each loaded on first lookup (training with scratch imports no other method's code, so a
+# new or edited method never re-runs the teachers' DVC stages).
+_METHOD_FILES = Path(__file__).with_name("methods")
+METHODS = Registry("distillation method", lazy={
+    m.name: f"pipeline.distill.methods.{m.name}" for m in pkgutil.iter_modules([str(_METHOD_FILES)])})
 
 # Which batch key each teacher reads by default: teacher 1 raw inputs, teacher 2 persistence
 # images (`teacher_inputs` gives a run's own, from models.teacher_topology_input).
