@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from pipeline.distill import METHODS, Method, build_method
+from pipeline.distill.logit_losses import averaged_kd_kl, dkd_parts
 from pipeline.distill.losses import (correlation_map, kd_kl, merged_similarity_loss, orth_loss,
                                      rownorm, similarity_map, similarity_maps, sp_loss)
 from pipeline.errors import ParamsError
@@ -14,7 +15,10 @@ from pipeline.models import build_model
 from pipeline.schema import fields_of
 
 CFG = {"methods": ["kd", "sp", "tgd", "tpkd"], "lambda": 0.9, "temperature": 4.0, "alpha": 0.7,
-       "gamma": 1000.0, "beta": 200.0, "anneal": True, "kl_reduction": "batchmean"}
+       "gamma": 1000.0, "beta": 200.0, "anneal": True, "kl_reduction": "batchmean",
+       "ce_weight": 1.0, "warmup": 20}
+ALL = ["kd", "sp", "tgd", "tpkd", "tgd_t1", "aver", "dkd"]
+ONE_TEACHER = {"kd", "sp", "tgd_t1", "dkd"}
 
 
 def build(name, student, teachers, cfg, **kwargs):
@@ -205,13 +209,99 @@ def test_tgd_with_alpha_one_is_kd_plus_sp():
         assert tgd[key].item() == pytest.approx(ref.item(), rel=1e-5)
 
 
+def test_tgd_t1_is_tgd_at_alpha_one_without_teacher_2():
+    student, teachers = _nets()
+    batch = _batch()
+    _, tgd = build("tgd", student, teachers, dict(CFG, alpha=1.0))(batch)
+    method = build("tgd_t1", student, {"image": teachers["image"]}, CFG)   # no teacher 2 needed
+    _, t1 = method({"x": batch["x"], "y": batch["y"]})                    # nor persistence images
+    assert set(t1) == {"ce", "kd", "sim"}
+    for key in t1:
+        assert t1[key].item() == pytest.approx(tgd[key].item(), rel=1e-5)
+
+
+def _hand_averaged_kl(zs, teachers, T):
+    """sum over batch and classes of p_avg (log p_avg - log p_s), p_avg the mean teacher softmax."""
+    total = 0.0
+    for i, rs in enumerate(zs):
+        ps = _softmax(rs, T)
+        pts = [_softmax(zt[i], T) for zt in teachers]
+        pa = [sum(col) / len(pts) for col in zip(*pts)]
+        total += sum(a * (math.log(a) - math.log(b)) for a, b in zip(pa, ps))
+    return total
+
+
+def test_aver_total_equals_hand_computed_parts():
+    zs = [[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]]
+    z1 = [[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]]
+    z2 = [[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]
+    y = [0, 2]
+    T, lam = 2.0, 0.9
+    total = _hand_averaged_kl(zs, [z1, z2], T)
+    got = averaged_kd_kl(torch.tensor(zs), [torch.tensor(z1), torch.tensor(z2)], T, "batchmean")
+    assert got.item() == pytest.approx(total / 2, rel=1e-5)
+    # the average of the softened outputs, not of the logits, nor the average of two KLs
+    assert total != pytest.approx(_hand_kl(zs, [[(a + b) / 2 for a, b in zip(r1, r2)]
+                                                for r1, r2 in zip(z1, z2)], T), rel=1e-3)
+    assert total < (_hand_kl(zs, z1, T) + _hand_kl(zs, z2, T)) / 2   # KL is convex in the target
+    one = averaged_kd_kl(torch.tensor(zs), [torch.tensor(z1)], T, "mean")
+    assert one.item() == pytest.approx(_hand_kl(zs, z1, T) / 6, rel=1e-5)
+    student = Stub(torch.tensor(zs), [torch.zeros(2, 1)] * 3)
+    t1 = Stub(torch.tensor(z1), [torch.zeros(2, 1)] * 3)
+    t2 = Stub(torch.tensor(z2), [torch.zeros(2, 1)] * 3)
+    method = build("aver", student, {"image": t1, "topology": t2}, dict(CFG, temperature=T))
+    _, parts = method({"x": torch.zeros(2, 1), "pi": torch.zeros(2, 1), "y": torch.tensor(y)})
+    assert set(parts) == {"ce", "kd"}
+    assert parts["ce"].item() == pytest.approx((1 - lam) * _hand_ce(zs, y), rel=1e-5)
+    assert parts["kd"].item() == pytest.approx(lam * T * T * total / 2, rel=1e-5)
+
+
+def _hand_dkd(zs, zt, y, T):
+    """mdistiller's dkd_loss written out per sample: TCKD on (p_target, 1 - p_target); NCKD on
+    the non-target classes renormalised; each T^2 * sum / batch."""
+    tckd = nckd = 0.0
+    for rs, rt, c in zip(zs, zt, y):
+        ps, pt = _softmax(rs, T), _softmax(rt, T)
+        bs, bt = (ps[c], 1 - ps[c]), (pt[c], 1 - pt[c])
+        tckd += sum(a * math.log(a / b) for a, b in zip(bt, bs))
+        os_ = [p / (1 - ps[c]) for j, p in enumerate(ps) if j != c]
+        ot = [p / (1 - pt[c]) for j, p in enumerate(pt) if j != c]
+        nckd += sum(a * math.log(a / b) for a, b in zip(ot, os_))
+    return T * T * tckd / len(y), T * T * nckd / len(y)
+
+
+def test_dkd_parts_and_warmup_equal_hand_computed_values():
+    zs = [[1.0, 0.0, -1.0, 0.3], [0.5, 0.5, 2.0, -0.2], [0.0, 1.5, 0.1, 0.4]]
+    zt = [[2.0, 0.0, 0.0, 1.0], [0.0, 1.0, 3.0, 0.5], [1.0, 2.0, -1.0, 0.0]]
+    y = [0, 2, 1]
+    T = 4.0
+    want_t, want_n = _hand_dkd(zs, zt, y, T)
+    tckd, nckd = dkd_parts(torch.tensor(zs), torch.tensor(zt), torch.tensor(y), T)
+    assert tckd.item() == pytest.approx(want_t, rel=1e-4)
+    assert nckd.item() == pytest.approx(want_n, rel=1e-4)
+    student = Stub(torch.tensor(zs), [torch.zeros(3, 1)] * 3)
+    teacher = Stub(torch.tensor(zt), [torch.zeros(3, 1)] * 3)
+    block = {"ce_weight": 1.0, "alpha": 1.0, "beta": 8.0, "temperature": T, "warmup": 20}
+    method = build_method("dkd", student, {"image": teacher}, block)
+    batch = {"x": torch.zeros(3, 1), "y": torch.tensor(y)}
+    for epoch, ramp in ((0, 1 / 20), (9, 10 / 20), (19, 1.0), (30, 1.0)):   # 0-based epochs
+        method.start_epoch(epoch)
+        _, parts = method(batch)
+        assert set(parts) == {"ce", "tckd", "nckd"}
+        assert parts["ce"].item() == pytest.approx(_hand_ce(zs, y), rel=1e-5)
+        assert parts["tckd"].item() == pytest.approx(ramp * want_t, rel=1e-4)
+        assert parts["nckd"].item() == pytest.approx(ramp * 8.0 * want_n, rel=1e-4)
+    with pytest.raises(ParamsError, match=r"distill\.dkd\.warmup"):
+        build_method("dkd", student, {"image": teacher}, dict(block, warmup=0))
+
+
 # -------------------------------------------------------------------------- Method contract
-@pytest.mark.parametrize("name", ["kd", "sp", "tgd", "tpkd"])
+@pytest.mark.parametrize("name", ALL)
 def test_teachers_stay_frozen(name):
     student, teachers = _nets()
     method = build(name, student, teachers, CFG)
     teachers = dict(method.teachers)                 # the ones this method uses
-    assert set(teachers) == ({"image"} if name in ("kd", "sp") else {"image", "topology"})
+    assert set(teachers) == ({"image"} if name in ONE_TEACHER else {"image", "topology"})
     before = {k: {n: p.clone() for n, p in t.state_dict().items()} for k, t in teachers.items()}
     method.train()
     assert method.training and method.student.training
@@ -233,7 +323,7 @@ def test_teachers_stay_frozen(name):
     assert all(not t.training for t in method.teachers.values())
 
 
-@pytest.mark.parametrize("name", ["kd", "sp", "tgd", "tpkd"])
+@pytest.mark.parametrize("name", ALL)
 def test_distillation_steps_lower_the_loss(name):
     student, teachers = _nets()
     method = build(name, student, teachers, CFG).train()
@@ -266,8 +356,9 @@ def test_scratch_method_and_input_key():
 
 def test_methods_declare_their_inputs_and_read_only_those():
     student, teachers = _nets()
-    inputs = {n: build(n, student, teachers, CFG).inputs for n in ["kd", "sp", "tgd", "tpkd"]}
-    assert inputs == {"kd": ("x",), "sp": ("x",), "tgd": ("x", "pi"), "tpkd": ("x", "pi")}
+    inputs = {n: build(n, student, teachers, CFG).inputs for n in ALL}
+    assert inputs == {"kd": ("x",), "sp": ("x",), "tgd": ("x", "pi"), "tpkd": ("x", "pi"),
+                      "tgd_t1": ("x",), "aver": ("x", "pi"), "dkd": ("x",)}
     batch = _batch()
     for name, keys in inputs.items():  # a batch with only the declared inputs is enough
         build(name, student, teachers, CFG)({k: batch[k] for k in (*keys, "y")})
@@ -280,10 +371,13 @@ def test_methods_read_only_their_declared_params():
     depends on): kd and sp never see alpha, tgd and tpkd do."""
     student, teachers = _nets()
     read = {n: set(build(n, student, teachers, CFG).hparams.model_dump(by_alias=True))
-            for n in ["kd", "sp", "tgd", "tpkd"]}
+            for n in ALL}
     assert read == {"kd": {"lambda", "temperature", "kl_reduction"}, "sp": {"lambda", "gamma"},
                     "tgd": {"lambda", "temperature", "kl_reduction", "alpha", "gamma"},
-                    "tpkd": {"lambda", "temperature", "kl_reduction", "alpha", "beta"}}
+                    "tpkd": {"lambda", "temperature", "kl_reduction", "alpha", "beta"},
+                    "tgd_t1": {"lambda", "temperature", "kl_reduction", "gamma"},
+                    "aver": {"lambda", "temperature", "kl_reduction"},
+                    "dkd": {"ce_weight", "alpha", "beta", "temperature", "warmup"}}
 
 
 def test_diagnostics_are_reported_apart_from_the_losses():
@@ -296,7 +390,7 @@ def test_diagnostics_are_reported_apart_from_the_losses():
 
 # ---------------------------------------------------------------------------------- registry
 def test_registry_builds_every_method_by_name():
-    assert {"scratch", "kd", "sp", "tgd", "tpkd"} <= set(METHODS)
+    assert {"scratch", *ALL} <= set(METHODS)
     student, teachers = _nets()
     for name in METHODS:
         method = build(name, student, teachers, CFG)

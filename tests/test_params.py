@@ -124,7 +124,8 @@ def test_unknown_section_is_named():
 
 def test_distill_schema_is_gathered_from_the_methods():
     distill = schema().model_fields["distill"].annotation
-    assert set(distill.model_fields) == {"methods", "anneal", "teacher_cache", "kd", "sp", "tgd", "tpkd"}
+    assert set(distill.model_fields) == {"methods", "anneal", "teacher_cache", "kd", "sp", "tgd", "tpkd",
+                                         "tgd_t1", "aver", "dkd"}
     tgd = validate(tiny_params()).distill.tgd
     assert set(tgd.model_dump(by_alias=True)) == {"lambda", "temperature", "kl_reduction", "alpha", "gamma"}
 

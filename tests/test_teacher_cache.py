@@ -70,9 +70,11 @@ def test_cache_needs_follow_the_methods():
     assert cache_needs(["kd", "sp"]) == {"image": ("gram",)}
     assert cache_needs(["tgd"]) == {"image": ("gram",), "topology": ("gram",)}
     assert cache_needs(["kd", "sp", "tgd", "tpkd"]) == {"image": ("corr", "gram"), "topology": ("corr", "gram")}
+    assert cache_needs(["aver", "dkd"]) == {"image": (), "topology": ()}
+    assert cache_needs(["tgd_t1"]) == {"image": ("gram",)}
 
 
-@pytest.mark.parametrize("method", ["kd", "sp", "tgd", "tpkd"])
+@pytest.mark.parametrize("method", ["kd", "sp", "tgd", "tpkd", "tgd_t1", "aver", "dkd"])
 def test_cached_run_trains_the_same_student(dag, monkeypatch, capsys, method):
     monkeypatch.chdir(dag)
     real_teacher = Method.teacher
@@ -191,3 +193,39 @@ def test_kd_alone_caches_logits_in_one_pass(dag, tmp_path, monkeypatch):
     full = teacher_cache.TeacherFeed(dag / CACHE / STORE, {"image": ()}, torch.device("cpu"))
     torch.testing.assert_close(batch.logits["image"], full(1, 0, order[:32]).logits["image"])
     assert feed_for("tgd", params, torch.device("cpu")) is None
+
+
+def test_two_raw_teachers_train_cache_and_distill_tgd(tmp_path, dag, monkeypatch, capsys):
+    """models.teacher_topology_input: x - teacher 2 is a second raw-input network with its own
+    seed; the cache stores its outputs on raw inputs, and tgd trains the same student from the
+    cache as from the running teachers, never reading persistence images."""
+    (tmp_path / "data").mkdir()
+    for name in ("prepared", "topology"):
+        os.symlink(dag / "data" / name, tmp_path / "data" / name)
+    monkeypatch.chdir(tmp_path)
+    raw = tiny_params(**{"models.teacher_topology_input": "x", "distill.methods": ["tgd"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = validate(raw)
+    summary = train_teacher("topology", params)
+    teacher2 = read_checkpoint("data/models/teacher_topology/last.pt")
+    train_teacher("image", params)
+    teacher1 = read_checkpoint("data/models/teacher_image/last.pt")
+    pi_teacher = read_checkpoint(dag / "data/models/teacher_topology/last.pt")
+    assert teacher2["meta"]["in_channels"] == teacher1["meta"]["in_channels"]   # raw images
+    assert teacher2["meta"]["in_channels"] != pi_teacher["meta"]["in_channels"]  # not the PIs
+    differs = [k for k in teacher1["state_dict"]
+               if not torch.equal(teacher1["state_dict"][k], teacher2["state_dict"][k])]
+    assert differs, "teacher 2 must be another network (its own seed), not a copy of teacher 1"
+    assert summary["teacher_topology_acc"] > 0
+    train_student(params)
+    assert cache_teachers(params)["cached"]
+
+    distill("tgd", params)
+    assert "tgd: teacher outputs from" in capsys.readouterr().out
+    cached = read_checkpoint("data/models/tgd/last.pt")["state_dict"]
+    distill("tgd", validate(dict(raw, distill=dict(raw["distill"], teacher_cache=False))))
+    computed = read_checkpoint("data/models/tgd/last.pt")["state_dict"]
+    for key in cached:
+        torch.testing.assert_close(cached[key], computed[key], rtol=1e-5, atol=1e-6, msg=key)
+    live = json.loads(Path("data/live/tgd/metrics.json").read_text())
+    assert live["tgd_share_g1"] > 0.0    # teacher 2's maps enter the merged map
