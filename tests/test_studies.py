@@ -29,6 +29,9 @@ DISTILL = {
     "sp": ("lambda", "gamma"),
     "tgd": ("lambda", "temperature", "kl_reduction", "alpha", "gamma"),
     "tpkd": ("lambda", "temperature", "kl_reduction", "alpha", "beta"),
+    "tgd_t1": ("lambda", "temperature", "kl_reduction", "gamma"),
+    "aver": ("lambda", "temperature", "kl_reduction"),
+    "dkd": ("ce_weight", "alpha", "beta", "temperature", "warmup"),
 }
 
 FAKE_DVC = f"""#!/usr/bin/env bash
@@ -91,7 +94,32 @@ def name_of(call: list[str]) -> str:
 
 
 def test_there_are_study_scripts():
-    assert {p.name for p in STUDIES} >= {"cpu-grid.sh", "device-h200.sh"}
+    assert {p.name for p in STUDIES} >= {"cpu-grid.sh", "device-h200.sh", "cifar20.sh"}
+
+
+def test_cifar20_phases_share_params_and_split_the_stages(tmp_path):
+    """Within a seed every experiment has the same params (the teacher cache is one stage), but
+    the two-raw-teachers control; phase 2 onwards of a seed start only after phase 1 is queued and
+    started; the last experiment of a seed runs the whole DAG (no targets)."""
+    done, calls = run_script(REPO / "studies" / "cifar20.sh", tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = queued(calls)
+    by_seed: dict[str, list[list[str]]] = {}
+    for call in runs:
+        by_seed.setdefault(overrides(call)["train.seed"], []).append(call)
+    assert sorted(by_seed) == ["0", "1", "2"]
+    for seed, seed_runs in by_seed.items():
+        names = [name_of(c) for c in seed_runs]
+        assert names == [f"c20-s{seed}-teacher1", f"c20-s{seed}-teacher2", f"c20-s{seed}-kd-tgd",
+                         f"c20-raw2-s{seed}", f"c20-s{seed}-t1-sp", f"c20-s{seed}-aver-dkd", f"c20-s{seed}"]
+        params = {name_of(c): overrides(c) for c in seed_runs}
+        same = [p for n, p in params.items() if "raw2" not in n]
+        assert all(p == same[0] for p in same), seed
+        assert params[f"c20-raw2-s{seed}"]["models.teacher_topology_input"] == "x"
+        assert same[0]["train.epochs"] == "20" and "models.teacher_topology_input" not in same[0]
+        assert seed_runs[-1][-2] == "-S"                        # the final run names no stage
+    starts = [i for i, c in enumerate(calls) if c[:2] == ["queue", "start"]]
+    assert len(starts) == 3 * 4                                # one per phase and seed
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -120,7 +148,7 @@ def test_study_queues_valid_experiments(script, tmp_path):
         assert given.get("train.seed", "").isdigit(), f"{name_of(call)}: no train.seed"
         assert f"-s{given['train.seed']}" in name_of(call), f"{name_of(call)}: the seed not in its name"
     starts = [c for c in calls if c[:2] == ["queue", "start"]]
-    assert len(starts) == 1 and "-j" in starts[0]
+    assert starts and all("-j" in c for c in starts)   # one start, or one per phase (cifar20.sh)
 
 
 def test_names_are_unique_across_studies(tmp_path):
