@@ -11,6 +11,7 @@ from torch import nn
 from conftest import TINY_PARAMS, tiny_params
 from pipeline import evaluation as E
 from pipeline import figures, layout
+from pipeline.errors import CheckpointError
 from pipeline.params import EvaluateParams, validate
 from tests.test_metrics import MeanIntensity, _mean_data
 
@@ -47,8 +48,9 @@ def test_prediction_metrics_top5_for_many_classes():
 
 
 def _result(model, acc, **more):
-    return {"model": model, "acc": acc, "ece": 0.1, "params": 77_562, "macs": 1_234_567,
-            "noise_acc": {"0.1": acc - 10}, "torch_b1_ms": 0.6, **more}
+    return {"model": model, "acc": acc, "best_acc": acc + 1.5, "best_epoch": 3, "ece": 0.1,
+            "params": 77_562, "macs": 1_234_567, "noise_acc": {"0.1": acc - 10}, "torch_b1_ms": 0.6,
+            **more}
 
 
 RESULTS = [_result("teacher_image", 35.1), _result("teacher_topology", 26.9, noise_acc={}),
@@ -60,6 +62,9 @@ def test_one_definition_per_metric_and_timing_apart():
     quality = E.flat_metrics(RESULTS, E.QUALITY_KEYS, noise=True)
     timing = E.flat_metrics(RESULTS, E.TIMING_KEYS, noise=False)
     assert quality["scratch_acc"] == 40.7 and quality["kd_noise0.1_acc"] == pytest.approx(28.2)
+    assert quality["scratch_best_acc"] == pytest.approx(42.2) and quality["teacher_topology_best_epoch"] == 3
+    assert {k for k in quality if "best" in k} == {f"{r['model']}_best_{w}" for r in RESULTS
+                                                   for w in ("acc", "epoch")}
     assert quality["scratch_onnx_bytes"] == 316_000 and "kd_onnx_bytes" not in quality  # absent: left out
     assert "teacher_topology_noise0.1_acc" not in quality
     assert not [k for k in quality if k.endswith("_ms")] and not set(quality) & set(timing)
@@ -91,10 +96,55 @@ def test_comparison_table_aligned_with_dashes_for_missing():
     assert "top-5 %" in E.comparison_table([_result("kd", 50.0, top5=80.0)], classes=12)
 
 
+def test_comparison_table_shows_the_best_epoch_beside_the_last_as_optimistic():
+    lines = E.comparison_table(RESULTS, classes=10).split("\n")
+    headers = [h.strip() for h in lines[0].strip("|").split("|")]
+    assert headers[2:5] == ["acc %", "best acc % (optimistic)", "best epoch"]
+    scratch = [c.strip() for c in lines[4].strip("|").split("|")]
+    assert scratch[2:5] == ["40.70", "42.20", "3"]
+    assert "epoch chosen on the test set" in E.best_note("last")
+    assert "`last` checkpoint's" in E.best_note("last") and "just as optimistic" in E.best_note("best")
+
+
+def test_report_captions_the_best_epoch_column():
+    params = validate(tiny_params(**{"distill.methods": ["kd", "tgd"], "evaluate.checkpoint": "best"}))
+    results = [{**r, "n": 100} for r in RESULTS]
+    report = E.markdown_report(results, params, 10, [])
+    table = report.split(E.comparison_table(results, 10), 1)
+    assert len(table) == 2 and table[1].startswith("\n\n" + E.best_note("best") + "\n")
+    assert "`best` checkpoint's (evaluate.checkpoint): the best epoch's too" in report
+
+
+def _summary(tmp_path, model, payload):
+    folder = tmp_path / layout.model_dir(model)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(payload if isinstance(payload, str) else json.dumps(payload))
+
+
+def test_best_epoch_comes_from_the_training_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _summary(tmp_path, "kd", {"kd_acc": 70.25, "kd_best_acc": 72.5, "kd_best_epoch": 4, "epochs": 5})
+    assert E.best_epoch_record("kd") == {"best_acc": 72.5, "best_epoch": 4}
+
+
+def test_a_summary_without_the_best_epoch_is_refused_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=r"data/models/kd/summary.json: no such file"):
+        E.best_epoch_record("kd")
+    _summary(tmp_path, "kd", {"kd_acc": 70.25, "epochs": 5})
+    with pytest.raises(CheckpointError, match=r"data/models/kd/summary.json has no kd_best_acc or "
+                                              r"kd_best_epoch: .*re-run the stage that trains kd"):
+        E.best_epoch_record("kd")
+    _summary(tmp_path, "kd", "{not json")
+    with pytest.raises(CheckpointError, match=r"data/models/kd/summary.json: cannot read it as JSON"):
+        E.best_epoch_record("kd")
+
+
 def test_summary_says_where_figures_and_onnx_files_are():
     params = validate(tiny_params(**{"distill.methods": ["kd", "tgd"]}))
     summary = E.closing_summary(RESULTS, params, 10, E.warnings_in_words(RESULTS, ["kd", "tgd"]))
     assert "Best student: tgd at 41.00 % (scratch 40.70 %)." in summary
+    assert summary.splitlines()[len(RESULTS) + 2] == E.best_note("last")   # right under the table
     assert summary.splitlines()[-1] == E.WHERE and "data/export/<model>/model.onnx" in E.WHERE
     assert "The kd student (38.20 %) is below" in summary
 
