@@ -1,11 +1,15 @@
 """The comparison that reads in a terminal (`python -m pipeline.experiments` with no names): the
 baseline commit and each experiment, the params in which each differs from the baseline, and
-every model's accuracy and ECE; at most 120 characters wide (models fold into further blocks)."""
+every model's accuracy and ECE, and a further metric's block when asked (`--metric best_acc`: the
+best epoch's accuracy, labelled optimistic); at most 120 characters wide (models fold into further
+blocks)."""
 from __future__ import annotations
+
+import textwrap
 
 from pipeline.experiment_runs import METRICS, Run, pending_note
 from pipeline.experiment_settings import changed_params, describe, plural, show_value
-from pipeline.experiment_stats import by_model, model_key
+from pipeline.experiment_stats import LABELS, TITLES, by_model, lacking, lacking_note, model_key
 
 WIDTH = 120
 NAME_LIMIT = 24
@@ -69,17 +73,20 @@ def _blocks(title: str, names: list[str], columns: list[tuple[str, list[str]]],
     return lines
 
 
-def _metric_blocks(rows: list[Run], width: int) -> list[str]:
+def _metric_blocks(rows: list[Run], width: int, extra: str | None = None) -> list[str]:
+    """Accuracy and ECE per model, with `extra`'s block (captioned by its label) after accuracy."""
+    shown = ["acc", *([extra] if extra and extra not in ("acc", "ece") else []), "ece"]
     tables = [by_model(run.metrics or {}) for run in rows]
-    models = sorted({m for t in tables for m, v in t.items() if {"acc", "ece"} & set(v)},
-                    key=model_key)
+    models = sorted({m for t in tables for m, v in t.items() if set(shown) & set(v)}, key=model_key)
     names = [_name(r) for r in rows]
     lines: list[str] = []
-    for title, key, digits in (("acc %", "acc", 2), ("ECE", "ece", 4)):
+    for key in shown:
+        digits = 4 if key == "ece" else 2
         columns = [(m, [f"{t[m][key]:.{digits}f}" if key in t.get(m, {}) else "—" for t in tables])
                    for m in models if any(key in t.get(m, {}) for t in tables)]
         if columns:
-            lines += _blocks(title, names, columns, width)
+            block = _blocks(TITLES.get(key, key), names, columns, width)
+            lines += block[:1] + ([f"{key}: {LABELS[key]}"] if key in LABELS else []) + block[1:]
     return lines
 
 
@@ -93,8 +100,9 @@ def comparison_rows(workspace: Run | None, baseline: Run | None, experiments: li
 
 
 def comparison(rows: list[Run], baseline: Run | None, pending: list[Run] = (),
-               width: int = WIDTH) -> str:
-    """The comparison table, every line at most `width` characters."""
+               width: int = WIDTH, metric: str | None = None) -> str:
+    """The comparison table, every line at most `width` characters; `metric` (best_acc,
+    noise0.1_acc, ...) adds its block after the accuracy, and a note naming the runs without it."""
     count = plural(sum(r.kind == "experiment" for r in rows), "experiment")
     if baseline is not None:
         seed = (baseline.params.get("train") or {}).get("seed")
@@ -104,11 +112,14 @@ def comparison(rows: list[Run], baseline: Run | None, pending: list[Run] = (),
         title = f"{count} (no baseline commit)"
     lines = [title if len(title) <= width else title[:width - 1] + "…", ""]
     lines += _params_block(rows, baseline, width)
-    lines += _metric_blocks(rows, width)
+    lines += _metric_blocks(rows, width, metric)
     notes = []
     if baseline is not None and not baseline.metrics:
         notes.append(f"note: the baseline {baseline.name} has no {METRICS.as_posix()}: commit "
                      "dvc.lock and data/metrics after `dvc repro` (README: Keep the baseline)")
+    older = lacking([r for r in rows if r.metrics], metric) if metric else []
+    if older:   # a long note of its own: wrapped, not cut, so that the remedy stays readable
+        notes += textwrap.wrap("note: " + lacking_note(older, metric), width, subsequent_indent="  ")
     if pending:
         notes.append("note: no metrics yet: " + pending_note(list(pending)))
     if not any(r.kind == "experiment" for r in rows):

@@ -4,13 +4,16 @@ differences to a baseline model.
 Comparison (no names, no --match; or --compare with them): the baseline commit (HEAD), each
 experiment (and the workspace when it holds a run that is neither), the params in which each
 differs from the baseline (`tgd.alpha=0.5`: `distill.` is dropped, long values cut) and every
-model's accuracy and ECE, at most 120 characters wide (models fold into further blocks):
+model's accuracy and ECE, at most 120 characters wide (models fold into further blocks);
+`--metric` adds that metric's block after the accuracy (`—` and a note for runs without it):
 
     dvc exp run -n alpha05 -S distill.tgd.alpha=0.5
     python -m pipeline.experiments                       # the baseline and every experiment
     python -m pipeline.experiments --compare --match 'alpha*'
+    python -m pipeline.experiments --metric best_acc     # and the best epoch's accuracy
 
-Summary (mean ± sample std of accuracy, ECE and accuracy under noise, per model, over runs):
+Summary (mean ± sample std of accuracy, best-epoch accuracy, ECE and accuracy under noise, per
+model, over runs; with `--metric` every run must have that metric):
 
     for s in 0 1 2; do dvc exp run -n seed$s -S train.seed=$s; done
     python -m pipeline.experiments seed0 seed1 seed2     # name the runs
@@ -49,7 +52,13 @@ on the same seed, with the mean over seeds, its 95 % Student t interval and the 
   sample std of the n per-seed differences: it assumes the differences are roughly normal, and
   needs n >= 2.
 
-`--metric` picks the metric suffix (acc, top5, ece, noise0.1_acc, ...; default acc).
+`--metric` picks the metric suffix (acc, best_acc, top5, ece, noise0.1_acc, ...; default acc).
+`acc` is the test accuracy of the evaluated checkpoint (evaluate.checkpoint: by default the last
+epoch, chosen without looking at the test set); `best_acc` is the best-epoch test accuracy
+(optimistic: epoch chosen on the test set), as the TGD authors' code reports it, and is labelled
+so wherever it is shown.
+An experiment evaluated before evaluate.json recorded best_acc is named in the error (or, in the
+comparison and the summary, in a note).
 
 The runs come from `dvc exp show --json -A` (experiments on every commit, so runs made before a
 later commit are found), or from a saved copy (`--json FILE`). Only finished runs count; when none
@@ -70,8 +79,8 @@ from pipeline.errors import PipelineError
 from pipeline.experiment_runs import (Run, baseline_rows, collect_runs, experiment_metrics,
                                       select)
 from pipeline.experiment_settings import require_repeats, require_shared
-from pipeline.experiment_stats import (Paired, paired_differences, paired_table, summary_table,
-                                       t_interval)
+from pipeline.experiment_stats import (Paired, paired_differences, paired_table, require_metric,
+                                       summary_table, t_interval)
 from pipeline.experiment_table import comparison, comparison_rows
 
 __all__ = ["Paired", "Run", "collect_runs", "experiment_metrics", "load_exp_show", "main",
@@ -137,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="paired differences: each student model minus MODEL (kd, scratch, ...)")
     parser.add_argument("--baseline-match", metavar="GLOB",
                         help="take --baseline's metric from these experiments, paired by train.seed")
-    parser.add_argument("--metric", default="acc", help="metric suffix: acc, top5, ece, noise0.1_acc, ...")
+    parser.add_argument("--metric", help="metric suffix: acc (default), best_acc (best-epoch test accuracy, "
+                        "optimistic: epoch chosen on the test set), top5, ece, noise0.1_acc, ...; "
+                        "the paired differences' metric, a further block of the comparison")
     parser.add_argument("--ignore", action="append", default=[], metavar="KEY",
                         help="a param left out of a run's setting (repeatable), e.g. data.root")
     parser.add_argument("--json", help="a saved `dvc exp show --json` instead of running it")
@@ -156,7 +167,7 @@ def _compare(exp_show: list[dict[str, Any]], runs: dict[str, Run], args) -> str:
     if not rows:
         raise PipelineError("nothing to compare: no baseline commit and no experiments "
                             "(`dvc repro`, commit its results, then `dvc exp run -n NAME -S key=value`)")
-    return comparison(rows, baseline, pending)
+    return comparison(rows, baseline, pending, metric=args.metric)
 
 
 def _tables(args) -> str:
@@ -171,13 +182,15 @@ def _tables(args) -> str:
     chosen = select(runs, args.names, args.match)
     require_repeats(chosen, args.ignore, "--match runs" if args.baseline_match else "runs")
     if not args.baseline:
+        if args.metric:
+            require_metric(chosen, args.metric)
         return summary_table(chosen)
     others = None
     if args.baseline_match:
         others = select(runs, [], args.baseline_match)
         require_repeats(others, args.ignore, "--baseline-match runs")
         require_shared(chosen, others, args.ignore)
-    paired = paired_differences(chosen, others, args.baseline, args.metric)
+    paired = paired_differences(chosen, others, args.baseline, args.metric or "acc")
     return paired_table(paired, same_run=others is None)
 
 

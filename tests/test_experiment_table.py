@@ -205,3 +205,30 @@ def test_readme_quotes_the_refusal_as_it_prints(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--json", str(saved), "--match", "*"])
     assert str(exit_.value.code) == quoted
+
+
+def with_best(values: dict, shift: float = 1.5) -> dict:
+    """`values` and each model's best-epoch accuracy, `shift` points above its last epoch's."""
+    return {**values, **{f"{m}_best_acc": values[f"{m}_acc"] + shift for m in MODELS if f"{m}_acc" in values},
+            **{f"{m}_best_epoch": 2 for m in MODELS if f"{m}_acc" in values}}
+
+
+def test_metric_best_acc_adds_its_block_labelled_optimistic_in_120_columns(tmp_path, capsys):
+    study = [(name, changes, with_best(values)) for name, changes, values in STUDY]
+    study.insert(0, ("old-before-best", {"train.seed": 2}, metrics(0.25)))
+    shown = exp_show(BASE, study, workspace=(BASE, with_best(metrics())))
+    shown[1]["data"]["metrics"]["data/metrics/evaluate.json"]["data"] = with_best(metrics())
+    default = _show(tmp_path, capsys, shown)
+    assert "best acc" not in default and "optimistic" not in default    # acc stays the default
+    out = _show(tmp_path, capsys, shown, "--metric", "best_acc")
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 120, out
+    at = lines.index("best_acc: best-epoch test accuracy (optimistic: epoch chosen on the test set)")
+    assert lines[at + 1].split() == ["best", "acc", "%", "(optimistic)", *MODELS]
+    assert lines[at - 1] == "" and lines[at - 3].startswith("paper-cifar10")   # after the acc block
+    assert _row("\n".join(lines[at:]), "alpha05").split()[1:3] == ["92.00", "89.00"]
+    assert _row("\n".join(lines[at:]), "old-before-best").split()[1:] == ["—"] * len(MODELS)
+    notes = "\n".join(lines[lines.index(next(line for line in lines if line.startswith("note: "))):])
+    assert notes.startswith("note: no *_best_acc in the data/metrics/evaluate.json of old-before-best: "
+                            "evaluated before evaluate.json")
+    assert "re-run the experiment with the current code" in " ".join(notes.split())

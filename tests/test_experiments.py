@@ -369,3 +369,74 @@ def test_the_command_prints_one_line_and_no_traceback(tmp_path):
                           capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == f"error: --json {tmp_path / 'x.json'}: no such file\n"
+
+
+# --- the best epoch's accuracy: optimistic, labelled so, and older runs named ------------------
+
+OPTIMISTIC = "best-epoch test accuracy (optimistic: epoch chosen on the test set)"
+
+
+def _with_best(metrics: dict, shift: float) -> dict:
+    """`metrics` and, for each model's acc, a best-epoch accuracy `shift` points above it."""
+    best = {k.replace("_acc", "_best_acc"): v + shift for k, v in metrics.items()
+            if k.endswith("_acc") and "noise" not in k}
+    return {**metrics, **best, **{k.replace("_best_acc", "_best_epoch"): 3 for k in best}}
+
+
+BEST = _exp_show([
+    _experiment("seed0", 0, _with_best({"scratch_acc": 68.0, "kd_acc": 70.0, "tgd_acc": 71.0}, 1.0)),
+    _experiment("seed1", 1, {**_with_best({"scratch_acc": 69.0, "kd_acc": 72.0}, 0.5),
+                             "tgd_acc": 75.0, "tgd_best_acc": 78.0}),
+    _experiment("old-seed2", 2, {"scratch_acc": 70.0, "kd_acc": 71.0, "tgd_acc": 73.0}),
+])
+
+
+def test_best_acc_is_parsed_under_its_model_not_as_a_model_of_its_own():
+    from pipeline.experiment_stats import by_model
+    assert by_model({"kd_best_acc": 71.0, "tgd_t1_best_epoch": 4, "tgd_t1_acc": 70.0}) == {
+        "kd": {"best_acc": 71.0}, "tgd_t1": {"best_epoch": 4.0, "acc": 70.0}}
+
+
+def test_summary_shows_best_acc_beside_acc_labelled_optimistic(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(BEST))
+    main(["--json", str(saved), "seed0", "seed1"])
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert out.splitlines()[2].startswith("| model | acc % | best acc % (optimistic) |")
+    assert rows["tgd"][:2] == ["73.00 ± 2.83", "75.00 ± 4.24"]   # 71, 75 and 72, 78
+    assert rows["scratch"][:2] == ["68.50 ± 0.71", "69.25 ± 0.35"]
+    assert OPTIMISTIC in out
+    # an older run without it: the column goes, and a note names the run
+    main(["--json", str(saved), "--match", "*seed*"])
+    out = capsys.readouterr().out
+    assert "best acc % (optimistic) |" not in out and _rows(out)["tgd"][0] == "73.00 ± 2.00"
+    assert "note: best acc % (optimistic) left out: no *_best_acc in the data/metrics/evaluate.json " \
+           "of old-seed2: evaluated before evaluate.json recorded the best epoch" in out
+
+
+def test_paired_differences_in_best_acc_are_labelled_optimistic(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(BEST))
+    main(["--json", str(saved), "seed0", "seed1", "--baseline", "kd", "--metric", "best_acc"])
+    out = capsys.readouterr().out
+    # tgd: 72 - 71, 78 - 72.5; scratch: 69 - 71, 69.5 - 72.5
+    assert _rows(out)["tgd"][:2] == ["2", "+3.25"] and _rows(out)["tgd"][3:] == ["+1.00", "+5.50"]
+    assert _rows(out)["scratch"][3:] == ["-2.00", "-3.00"]
+    assert out.startswith(f"Paired differences in `best_acc`, the {OPTIMISTIC}: model − kd of the same run")
+    main(["--json", str(saved), "seed0", "seed1", "--baseline", "kd"])   # acc stays the default
+    assert _rows(capsys.readouterr().out)["tgd"][3:] == ["+1.00", "+3.00"]
+
+
+def test_older_experiments_without_best_acc_are_named(tmp_path, capsys):
+    saved = tmp_path / "exp.json"
+    saved.write_text(json.dumps(BEST))
+    expected = ("error: --metric best_acc: no *_best_acc in the data/metrics/evaluate.json of old-seed2: "
+                "evaluated before evaluate.json recorded the best epoch; re-run the experiment")
+    assert _error(capsys, "--json", str(saved), "--match", "*seed*", "--baseline", "kd",
+                  "--metric", "best_acc").startswith(expected)
+    assert _error(capsys, "--json", str(saved), "seed0", "--baseline-match", "old-seed2",
+                  "--baseline", "kd", "--metric", "best_acc").startswith(expected)
+    assert _error(capsys, "--json", str(saved), "--match", "*seed*", "--metric", "best_acc").startswith(expected)
+    with pytest.raises(PipelineError, match="of seed0, seed1, old-seed2$"):
+        paired_differences(select(collect_runs(BEST), [], "*seed*"), None, "kd", "top5")
