@@ -30,8 +30,8 @@
 #   python -m pipeline.experiments --match 'c20-s*'                          # mean ± interval per model
 #   python -m pipeline.experiments --match 'c20-s*' --baseline kd            # each method - kd per seed
 #   python -m pipeline.experiments --match 'c20-s*' --baseline tgd_t1        # tgd - tgd at alpha 1
-#   python -m pipeline.experiments --match 'c20-s*' --baseline tgd --best    # best-epoch accuracy (optimistic)
-#   python -m pipeline.experiments --match 'c20-raw2-s*' --baseline-match 'c20-s*' --baseline tgd
+#   python -m pipeline.experiments --match 'c20-s*' --baseline kd --metric best_acc   # best-epoch accuracy (optimistic)
+#   python -m pipeline.experiments --match 'c20-raw2-s*' --baseline-match 'c20-s*' --baseline tgd --ignore models.teacher_topology_input
 set -euo pipefail
 DATA=${1:-data/raw/cifar10-jpeg}
 [ -d "$DATA" ] || { echo "cifar20: no data folder $DATA (unpack cifar10-jpeg.tar.gz into data/raw)" >&2; exit 1; }
