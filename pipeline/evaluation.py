@@ -185,7 +185,7 @@ def warnings_in_words(results: list[dict[str, Any]], methods: list[str]) -> list
     scratch = by_name["scratch"]["acc"]
     lines = []
     for teacher, knob in (("teacher_image", "models.teacher_image, train.epochs"),
-                          ("teacher_topology", "models.teacher_topology, topology.*; its weight is 1 - distill.alpha")):
+                          ("teacher_topology", "models.teacher_topology, topology.*; its weight in tgd and tpkd is 1 - distill.<method>.alpha")):
         if by_name[teacher]["acc"] < scratch:
             lines.append(f"The {teacher} ({by_name[teacher]['acc']:.2f} %) is less accurate than the scratch "
                          f"student ({scratch:.2f} %): students distilled from it are pulled toward a worse "
