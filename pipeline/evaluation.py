@@ -156,8 +156,9 @@ def write_plot_tables(params: Params) -> None:
     shares = {m: {f"group {g}": s for g in (1, 2, 3) if (s := _live_series(m, f"share_g{g}"))}
               for m in params.distill.methods}
     figures.write_series(layout.EVALUATE_PLOTS / "tgd_teacher2_share.csv", shares.get("tgd", {}), "teacher2_share")
+    teacher2 = "raw images" if params.models.teacher_topology_input == "x" else "topology"
     figures.plot_curves(shares, layout.EVALUATE_PLOTS / "teacher2_share.png",
-                        f"Share of teacher 2 (topology) in the merged similarity maps, per group and epoch "
+                        f"Share of teacher 2 ({teacher2}) in the merged similarity maps, per group and epoch "
                         f"({dataset_seed(params)})", "teacher-2 share of the merged map (0-1)",
                         empty=f"No two-teacher method (tgd, tpkd) logged teacher 2's share: distill.methods is "
                               f"[{', '.join(params.distill.methods)}]")

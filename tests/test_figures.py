@@ -117,7 +117,11 @@ def test_the_evaluate_stage_draws_its_series_as_pngs(tmp_path, monkeypatch):
     assert rows == [[str(e), m, f"{v:g}"] for m, points in panels[""].items() for e, v in points]
     title, panels = titles["teacher2_share.png"]
     assert "(CIFAR-10, seed 0)" in title and "imagefolder" not in title
+    assert "teacher 2 (topology)" in title
     assert panels == {"kd": {}, "tgd": {"group 1": [(1, 0.25)]}, "tpkd": {"group 2": [(1, 0.5), (2, 0.4)]}}
+    E.write_plot_tables(validate(tiny_params(**{"distill.methods": ["tgd"],
+                                                "models.teacher_topology_input": "x"})))
+    assert "teacher 2 (raw images)" in titles["teacher2_share.png"][0]   # the two-raw-teachers control
     assert "CIFAR-10" in E.dataset_seed(params) and "(loader `imagefolder`, 10 classes, 1 test sample)" in \
         E.markdown_report([{**r, "n": 1} for r in RESULTS], params, 10, [])
 
