@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docs/results.md §2 as queued DVC experiments, for 2 CPU cores: the user's 20 epochs (Adam,
+# docs/results.md §1e as queued DVC experiments, for 2 CPU cores: the user's 20 epochs (Adam,
 # lr 0.0005, batch 64) on all 50,000 / 10,000 CIFAR-10 images, teacher 1 WRN-16-1, teacher 2
 # WRN-10-1 on the TGD recipe's 50 x 50 sequence PIs, WRN-10-1 students, one thread per run,
 # seed by seed. Methods: scratch, kd, sp, tgd, tgd_t1 (tgd with teacher 1 alone = alpha 1),
